@@ -1,0 +1,90 @@
+"""``python -m perf_trampoline [--backend B] script.py [args]``: run a script with perf support on.
+
+Arguments, ``sys.argv``, ``__main__`` and the exit status behave as with ``python script.py``;
+``-m module`` runs a module the way ``python -m module`` does.
+"""
+
+import os
+import runpy
+import sys
+
+USAGE = "usage: python -m perf_trampoline [--backend BACKEND] (script.py | -m module) [args ...]"
+
+
+def _parse(argv):
+    from . import BACKENDS
+
+    backend = "perf"
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-h", "--help"):
+            print(USAGE + "\nbackends: " + ", ".join(BACKENDS))
+            sys.exit(0)
+        if a == "--backend" or a.startswith("--backend="):
+            if "=" in a:
+                backend = a.split("=", 1)[1]
+            elif i + 1 < len(argv):
+                i += 1
+                backend = argv[i]
+            else:
+                sys.exit("perf_trampoline: --backend needs a value; accepted: " + ", ".join(BACKENDS))
+            i += 1
+            continue
+        if a == "-m":
+            if i + 1 >= len(argv):
+                sys.exit(USAGE)
+            return backend, ("module", argv[i + 1]), argv[i + 1:]
+        if a == "--":
+            i += 1
+            continue
+        if a.startswith("-"):
+            sys.exit("perf_trampoline: unknown option %r\n%s" % (a, USAGE))
+        return backend, ("path", a), argv[i:]
+    sys.exit(USAGE)
+
+
+def main(argv=None):
+    from . import BACKENDS, activate
+
+    backend, (kind, target), new_argv = _parse(sys.argv[1:] if argv is None else argv)
+    if backend not in BACKENDS:
+        sys.stderr.write("perf_trampoline: unknown backend %r; accepted: %s (running without perf support)\n"
+                         % (backend, ", ".join(BACKENDS)))
+    else:
+        try:
+            activate(backend)
+        except Exception as e:
+            sys.stderr.write("perf_trampoline: %s (running without perf support)\n" % (e,))
+
+    sys.argv[:] = new_argv
+    target_file = None
+    try:
+        if kind == "path":
+            # python itself runs a script under its absolute path (3.9+); so do we, so that
+            # __file__, tracebacks and the names in the profile come out the same.
+            target_file = os.path.abspath(target)
+            sys.argv[0] = target
+            sys.path[0] = os.path.dirname(target_file)
+            runpy.run_path(target_file, run_name="__main__")
+        else:
+            sys.path[0] = os.getcwd()
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        # Show the traceback from the script's first frame on, without runpy's and ours.
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != target_file:
+            tb = tb.tb_next
+        sys.excepthook(type(e), e, tb or e.__traceback__)
+        if isinstance(e, KeyboardInterrupt):
+            # Die of SIGINT, as python itself does, so the parent sees the same status.
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        sys.exit(1)
+
+if __name__ == "__main__":
+    main()

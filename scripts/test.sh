@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test: installs what they need, builds the wheel into each test interpreter,
+# then the Rust tests (cargo test) and the Python tests (pytest, real perf and interpreters).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh || exit 1
+scripts/test-interpreters.sh || exit 1
+
+status=0
+echo "== cargo test"
+cargo test --all-targets --quiet || status=1
+echo "== pytest"
+target/venvs/3.11/bin/python -m pytest -q -rs tests/python || status=1
+exit $status

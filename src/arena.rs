@@ -1,0 +1,162 @@
+//! Executable memory: chunks of stamped template copies, W^X, icache coherence, never reused.
+
+use std::fmt;
+use std::io;
+use std::ptr;
+
+use crate::slots::{Slot, SlotError, SlotSource};
+
+/// How big a chunk is when the caller does not say (64 KiB: 4096 x86-64 slots).
+pub const DEFAULT_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Copies of one template, handed out one address at a time.
+///
+/// A chunk is mapped read-write, filled with copies at a fixed stride, then switched to
+/// read-execute (never both at once) before any slot in it is handed out. Slots are taken by
+/// bumping a pointer, so an address is never handed out twice. Chunks are deliberately never
+/// unmapped when the arena is dropped: a thread may still be inside a copy, or about to return
+/// into one (CPython crashed exactly there, gh-112367). [`StampArena::release`] unmaps them for
+/// callers that can prove no code runs there any more.
+pub struct StampArena {
+    template: Vec<u8>,
+    stride: usize,
+    chunk_bytes: usize,
+    /// Upper bound on all chunks together; `None` means no limit.
+    budget: Option<usize>,
+    chunks: Vec<(usize, usize)>,
+    next: usize,
+    end: usize,
+}
+
+impl fmt::Debug for StampArena {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StampArena")
+            .field("stride", &self.stride)
+            .field("chunks", &self.chunks.len())
+            .field("mapped_bytes", &self.mapped_bytes())
+            .finish()
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// The bytes that fill the gap between copies: a trap on x86 (`int3`), and on the other ISAs
+/// zero, which each of them decodes as an illegal instruction.
+fn filler_byte() -> u8 {
+    if cfg!(target_arch = "x86_64") { 0xcc } else { 0 }
+}
+
+impl StampArena {
+    /// An arena for `template`, whose copies start `stride` bytes apart (at least the code's
+    /// length, rounded up to 16 bytes so every copy is well aligned for any ISA we support).
+    pub fn new(template: &[u8], min_stride: usize) -> StampArena {
+        let stride = min_stride.max(template.len()).max(1).next_multiple_of(16);
+        StampArena {
+            template: template.to_vec(),
+            stride,
+            chunk_bytes: DEFAULT_CHUNK_BYTES.max(stride).next_multiple_of(page_size()),
+            budget: None,
+            chunks: Vec::new(),
+            next: 0,
+            end: 0,
+        }
+    }
+
+    /// Sets the chunk size (rounded up to whole pages and to at least one slot).
+    pub fn with_chunk_bytes(mut self, bytes: usize) -> StampArena {
+        self.chunk_bytes = bytes.max(self.stride).next_multiple_of(page_size());
+        self
+    }
+
+    /// Caps the executable memory this arena may map; past it `next_slot` fails with
+    /// [`SlotError::Exhausted`].
+    pub fn with_budget(mut self, bytes: Option<usize>) -> StampArena {
+        self.budget = bytes;
+        self
+    }
+
+    /// Distance between two consecutive slots.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Executable memory mapped so far.
+    pub fn mapped_bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.1).sum()
+    }
+
+    fn map_chunk(&mut self) -> Result<(), SlotError> {
+        let len = self.chunk_bytes;
+        if let Some(budget) = self.budget
+            && self.mapped_bytes() + len > budget
+        {
+            return Err(SlotError::Exhausted { budget });
+        }
+        // SAFETY: a fresh private anonymous mapping; we are its only user until it is published.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(SlotError::Os(io::Error::last_os_error()));
+        }
+        let mem = base.cast::<u8>();
+        let copies = len / self.stride;
+        // SAFETY: `mem` points at `len` writable bytes and copies * stride <= len.
+        unsafe {
+            ptr::write_bytes(mem, filler_byte(), len);
+            for i in 0..copies {
+                ptr::copy_nonoverlapping(
+                    self.template.as_ptr(),
+                    mem.add(i * self.stride),
+                    self.template.len(),
+                );
+            }
+            if libc::mprotect(base, len, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+                let err = io::Error::last_os_error();
+                libc::munmap(base, len);
+                return Err(SlotError::Os(err));
+            }
+            wasmtime_jit_icache_coherence::clear_cache(base, len).map_err(SlotError::Os)?;
+            wasmtime_jit_icache_coherence::pipeline_flush_mt().map_err(SlotError::Os)?;
+        }
+        self.chunks.push((mem as usize, len));
+        self.next = mem as usize;
+        self.end = mem as usize + copies * self.stride;
+        Ok(())
+    }
+
+    /// Unmaps every chunk.
+    ///
+    /// # Safety
+    /// No thread may be executing, or be about to return into, any slot of this arena.
+    pub unsafe fn release(mut self) {
+        for (base, len) in self.chunks.drain(..) {
+            // SAFETY: the caller guarantees the code is dead; the range is one of our mappings.
+            unsafe { libc::munmap(base as *mut libc::c_void, len) };
+        }
+    }
+}
+
+impl SlotSource for StampArena {
+    fn next_slot(&mut self) -> Result<Slot, SlotError> {
+        if self.next == self.end {
+            self.map_chunk()?;
+        }
+        let addr = self.next;
+        self.next += self.stride;
+        Ok(Slot {
+            addr,
+            size: self.template.len(),
+        })
+    }
+}

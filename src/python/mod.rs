@@ -1,0 +1,153 @@
+//! The `perf_trampoline._native` extension module: activate, deactivate, is_active.
+
+mod capi;
+mod hook;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::EvalFn;
+use crate::backend::{self, Backend};
+use crate::frame_layout;
+use crate::registry::{self, Registry};
+use crate::slots::{self, Strategy};
+
+/// Prints one warning line to stderr. Used from inside the eval hook, where running
+/// Python code (the `warnings` module) could re-enter the hook.
+pub(crate) fn warn(msg: &str) {
+    eprintln!("perf_trampoline: warning: {msg}");
+}
+
+/// The co_extra index: one per interpreter for the life of the process (indices are a
+/// limited resource that CPython never hands back; PyO3 modules load in one interpreter only).
+fn extra_index(api: &capi::Api) -> PyResult<isize> {
+    static INDEX: std::sync::OnceLock<isize> = std::sync::OnceLock::new();
+    if let Some(i) = INDEX.get() {
+        return Ok(*i);
+    }
+    // SAFETY: called with the GIL held; no free function is needed (slots are never reused).
+    let i = unsafe { (api.request_index)(None) };
+    if i < 0 {
+        return Err(PyRuntimeError::new_err(
+            "no co_extra index left in this interpreter (CPython allows 255)",
+        ));
+    }
+    Ok(*INDEX.get_or_init(|| i))
+}
+
+fn cpython_own_trampoline_active(py: Python<'_>) -> bool {
+    py.import("sys")
+        .and_then(|sys| sys.getattr("is_stack_trampoline_active"))
+        .and_then(|f| f.call0())
+        .and_then(|r| r.is_truthy())
+        .unwrap_or(false)
+}
+
+/// Turns perf support on for this interpreter: every Python function called from now on runs
+/// inside its own trampoline, named in the backend's output. Idempotent.
+#[pyfunction]
+#[pyo3(signature = (backend = "perf", *, strategy = "stamp", stack_on_cpython = false))]
+fn activate(py: Python<'_>, backend: &str, strategy: &str, stack_on_cpython: bool) -> PyResult<()> {
+    let backend = Backend::parse(backend).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let strategy: Strategy = strategy.parse().map_err(PyValueError::new_err)?;
+    let v = py.version_info();
+    let (major, minor) = (v.major, v.minor);
+    let layout = frame_layout::layout_for(major, minor).ok_or_else(|| {
+        PyRuntimeError::new_err(format!(
+            "CPython {major}.{minor} is not supported; perf_trampoline supports {}",
+            frame_layout::SUPPORTED
+        ))
+    })?;
+    let api = capi::api().map_err(PyRuntimeError::new_err)?;
+    if !stack_on_cpython && !hook::cold().installed && cpython_own_trampoline_active(py) {
+        return Err(PyRuntimeError::new_err(
+            "CPython's own perf trampoline is active (-X perf / PYTHONPERFSUPPORT): turn it off \
+             with sys.deactivate_stack_trampoline(), or pass stack_on_cpython=True to run ours \
+             on top of it (each function then appears twice in profiles)",
+        ));
+    }
+    let index = extra_index(api)?;
+
+    let mut cold = hook::cold();
+    if cold.source.is_none() {
+        cold.source = Some(
+            slots::host_source(strategy, 0, None).map_err(|e| PyRuntimeError::new_err(e.to_string()))?,
+        );
+    }
+    // Open the outputs before touching the hook, so a bad directory fails cleanly.
+    let sinks = backend
+        .open_sinks(&registry::output_dir(), std::process::id())
+        .map_err(|e| PyOSError::new_err(format!("perf_trampoline: {e}")))?;
+    cold.registry = Registry::new(sinks);
+    cold.qualname_attr = if minor >= 11 { "co_qualname" } else { "co_name" };
+
+    if !cold.installed {
+        // SAFETY: GIL held; the interpreter pointer is this thread's own.
+        let interp = unsafe { pyo3::ffi::PyInterpreterState_Get() }.cast();
+        let current = unsafe { (api.get_eval)(interp) };
+        // On 3.9/3.10 the default evaluator is stored explicitly, from 3.11 it is NULL; any
+        // other value is someone else's hook, which we call through to rather than bypass.
+        hook::configure(api, layout, index, current.unwrap_or(api.default_eval));
+        cold.replaced = current;
+        cold.installed = true;
+        unsafe { (api.set_eval)(interp, Some(hook::eval_hook)) };
+    }
+    hook::set_active(true);
+    Ok(())
+}
+
+/// Turns perf support off. Trampolines already on the stack stay valid and return normally.
+#[pyfunction]
+fn deactivate(py: Python<'_>) -> PyResult<()> {
+    let api = capi::api().map_err(PyRuntimeError::new_err)?;
+    let mut cold = hook::cold();
+    hook::set_active(false);
+    if !cold.installed {
+        return Ok(());
+    }
+    let interp = unsafe { pyo3::ffi::PyInterpreterState_Get() }.cast();
+    let current = unsafe { (api.get_eval)(interp) };
+    if current.map(|f| f as usize) == Some(hook::eval_hook as EvalFn as usize) {
+        unsafe { (api.set_eval)(interp, cold.replaced) };
+        cold.installed = false;
+    } else {
+        // Someone installed a hook on top of ours and calls through to it: unhooking would
+        // cut them off, so ours stays in their chain as a plain pass-through.
+        drop(cold);
+        let warnings = py.import("warnings")?;
+        warnings.call_method1(
+            "warn",
+            ("another frame-evaluation hook was installed after perf_trampoline; \
+              perf_trampoline stays in its chain as a pass-through",),
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether calls currently go through trampolines.
+#[pyfunction]
+fn is_active() -> bool {
+    hook::is_active()
+}
+
+/// Internal counters and paths, for tests and diagnostics.
+#[pyfunction]
+fn _state(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    let d = pyo3::types::PyDict::new(py);
+    let cold = hook::cold();
+    d.set_item("slots_created", cold.slots_created)?;
+    d.set_item("outputs", cold.registry.paths())?;
+    d.set_item("hook_installed", cold.installed)?;
+    Ok(d)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(activate, m)?)?;
+    m.add_function(wrap_pyfunction!(deactivate, m)?)?;
+    m.add_function(wrap_pyfunction!(is_active, m)?)?;
+    m.add_function(wrap_pyfunction!(_state, m)?)?;
+    m.add("BACKENDS", backend::NAMES.to_vec())?;
+    m.add("STRATEGIES", Strategy::NAMES.to_vec())?;
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! The process-wide symbol registry: tells every output sink which name lives at which address.
+
+pub mod name;
+pub mod perf_map;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The directory perf looks in for `perf-<pid>.map`, and our default output directory.
+pub const DEFAULT_DIR: &str = "/tmp";
+
+/// Environment variable that overrides [`DEFAULT_DIR`] for everything we write.
+pub const DIR_ENV: &str = "PERF_TRAMPOLINE_DIR";
+
+/// The output directory: `$PERF_TRAMPOLINE_DIR` when set and not empty, else `/tmp`.
+pub fn output_dir() -> PathBuf {
+    match std::env::var_os(DIR_ENV) {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(DEFAULT_DIR),
+    }
+}
+
+/// One function for perf: `size` bytes of code at `addr`, called `name`.
+#[derive(Clone, Copy, Debug)]
+pub struct Symbol<'a> {
+    pub addr: usize,
+    pub size: usize,
+    /// Raw name bytes; sinks clean them with [`name::clean`].
+    pub name: &'a [u8],
+}
+
+/// One output format.
+pub trait Sink: Send {
+    /// Short name used in messages, e.g. "perf map".
+    fn kind(&self) -> &'static str;
+    /// The file this sink writes.
+    fn path(&self) -> &Path;
+    /// Records one symbol; the record must be complete in the file when this returns Ok.
+    fn record(&mut self, sym: &Symbol) -> io::Result<()>;
+}
+
+/// Fans every symbol out to its sinks; a sink that fails is dropped, the others go on.
+#[derive(Default)]
+pub struct Registry {
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl Registry {
+    pub const fn empty() -> Registry {
+        Registry { sinks: Vec::new() }
+    }
+
+    pub fn new(sinks: Vec<Box<dyn Sink>>) -> Registry {
+        Registry { sinks }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+
+    /// The files being written, for messages and for tests.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.sinks.iter().map(|s| s.path().to_path_buf()).collect()
+    }
+
+    /// Records `sym` in every sink. Returns one message per sink that failed now; those sinks
+    /// are disabled so a full disk costs one warning, not one per function.
+    pub fn record(&mut self, sym: &Symbol) -> Vec<String> {
+        let mut failures = Vec::new();
+        self.sinks.retain_mut(|sink| match sink.record(sym) {
+            Ok(()) => true,
+            Err(e) => {
+                failures.push(format!(
+                    "writing {} {} failed ({e}); {} output disabled, the program continues",
+                    sink.kind(),
+                    sink.path().display(),
+                    sink.kind()
+                ));
+                false
+            }
+        });
+        failures
+    }
+}

@@ -1,0 +1,88 @@
+//! Makes a symbol name safe for line-based formats: one record can never become two lines.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+/// Longest name we write, in bytes; longer ones are cut at a character boundary and end in
+/// `...`. perf itself has no limit, but a megabyte-long line per code object helps nobody.
+pub const MAX_NAME_BYTES: usize = 4096;
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+}
+
+/// Returns `raw` as valid UTF-8 without control characters: each control character and each
+/// byte that is not valid UTF-8 becomes `\xNN` (two hex digits) or `\u{...}` for control
+/// characters beyond Latin-1, and the result is at most [`MAX_NAME_BYTES`] long.
+pub fn clean(raw: &[u8]) -> Cow<'_, str> {
+    if raw.len() <= MAX_NAME_BYTES
+        && let Ok(s) = std::str::from_utf8(raw)
+        && !s.chars().any(needs_escape)
+    {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(raw.len().min(MAX_NAME_BYTES) + 8);
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if !needs_escape(c) {
+                out.push(c);
+            } else if (c as u32) < 0x100 {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            } else {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+        if out.len() > MAX_NAME_BYTES {
+            break;
+        }
+    }
+    if out.len() > MAX_NAME_BYTES {
+        let mut cut = MAX_NAME_BYTES - 3;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("...");
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_pass_through_unchanged() {
+        let n = "py::Klass.method.<locals>.<lambda>:/srv/app ü.py";
+        assert!(matches!(clean(n.as_bytes()), Cow::Borrowed(s) if s == n));
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(clean(b"py::a\nb:\r/x\t.py\x7f"), "py::a\\x0ab:\\x0d/x\\x09.py\\x7f");
+        // C1 controls such as NEL (U+0085) also end lines in some readers.
+        assert_eq!(clean("a\u{85}b\u{2028}".as_bytes()), "a\\x85b\u{2028}");
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_hex_escapes() {
+        assert_eq!(clean(b"py::f:/tmp/\xff\xfe.py"), "py::f:/tmp/\\xff\\xfe.py");
+        // A truncated multi-byte sequence in the middle.
+        assert_eq!(clean(b"a\xe2\x82b"), "a\\xe2\\x82b");
+    }
+
+    #[test]
+    fn huge_names_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(1 << 19); // 1 MiB of two-byte characters
+        let c = clean(long.as_bytes());
+        assert!(c.len() <= MAX_NAME_BYTES, "{}", c.len());
+        assert!(c.ends_with("..."));
+        assert!(c.trim_end_matches("...").chars().all(|ch| ch == 'é'));
+        let newlines = "\n".repeat(1 << 20);
+        let c = clean(newlines.as_bytes());
+        assert!(c.len() <= MAX_NAME_BYTES && !c.contains('\n'));
+    }
+}

@@ -1,0 +1,102 @@
+//! Where trampoline addresses come from: the `SlotSource` trait and the two strategies.
+
+use std::fmt;
+use std::io;
+use std::str::FromStr;
+
+use crate::compiler::{self, CompileError, Target};
+
+/// One trampoline: `size` bytes of code at `addr`, owned by one code object for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub addr: usize,
+    pub size: usize,
+}
+
+impl Slot {
+    /// The slot as the trampoline function it is.
+    ///
+    /// # Safety
+    /// `self` must come from a [`SlotSource`] whose code is the template of
+    /// [`compiler::build_function`] for the host.
+    pub unsafe fn as_fn(self) -> crate::Trampoline {
+        // SAFETY: per the contract above the address holds that function.
+        unsafe { std::mem::transmute::<usize, crate::Trampoline>(self.addr) }
+    }
+}
+
+/// Why no slot could be had.
+#[derive(Debug)]
+pub enum SlotError {
+    /// The configured budget of executable memory is used up.
+    Exhausted { budget: usize },
+    /// The kernel refused memory or a protection change.
+    Os(io::Error),
+    /// Compiling a per-code-object function failed.
+    Compile(CompileError),
+}
+
+impl fmt::Display for SlotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SlotError::Exhausted { budget } => write!(
+                f,
+                "trampoline memory budget of {budget} bytes is used up; new code runs without a trampoline"
+            ),
+            SlotError::Os(e) => write!(f, "cannot map executable memory for trampolines: {e}"),
+            SlotError::Compile(e) => write!(f, "cannot compile a trampoline: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SlotError {}
+
+/// Hands out trampoline addresses, each exactly once.
+pub trait SlotSource: Send {
+    fn next_slot(&mut self) -> Result<Slot, SlotError>;
+}
+
+/// How trampolines are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Compile once, stamp copies into executable chunks (the default: no compile per code object).
+    #[default]
+    Stamp,
+    /// One Cranelift function per code object through cranelift-jit (the simple baseline).
+    CompileEach,
+}
+
+impl Strategy {
+    pub const NAMES: &'static [&'static str] = &["stamp", "compile-each"];
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Strategy, String> {
+        match s {
+            "stamp" => Ok(Strategy::Stamp),
+            "compile-each" => Ok(Strategy::CompileEach),
+            _ => Err(format!(
+                "unknown trampoline strategy {s:?}; accepted: {}",
+                Strategy::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+/// A slot source for the host with the given strategy; `min_stride` only matters for stamping.
+pub fn host_source(
+    strategy: Strategy,
+    min_stride: usize,
+    budget: Option<usize>,
+) -> Result<Box<dyn SlotSource>, CompileError> {
+    Ok(match strategy {
+        Strategy::Stamp => {
+            let template = compiler::compile(&Target::Host, false)?;
+            Box::new(
+                crate::arena::StampArena::new(&template.code, min_stride).with_budget(budget),
+            )
+        }
+        Strategy::CompileEach => Box::new(crate::jit_each::CompileEach::new()?),
+    })
+}

@@ -1,0 +1,79 @@
+"""Test interpreters (from target/interpreters.json, written by scripts/test-interpreters.sh)
+and helpers to run Python and perf in them."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+MANIFEST = ROOT / "target" / "interpreters.json"
+
+
+class Interpreter:
+    def __init__(self, entry):
+        self.name = entry["name"]
+        self.version = tuple(int(x) for x in entry["version"].split("."))
+        self.python = entry["python"]
+        self.perf_cmd = entry["perf"]
+
+    def run(self, args, env=None, cwd=None, timeout=300, **kw):
+        """Runs this interpreter with ``args``; ``env`` adds to a clean copy of os.environ."""
+        full_env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("PERF_TRAMPOLINE", "PYTHONPERF", "PYTHON_PERF"))}
+        full_env.update(env or {})
+        return subprocess.run(self.python + list(args), env=full_env, cwd=cwd, timeout=timeout,
+                              capture_output=True, **kw)
+
+    def perf(self, args, cwd=None, timeout=600, **kw):
+        return subprocess.run(self.perf_cmd + list(args), cwd=cwd, timeout=timeout,
+                              capture_output=True, **kw)
+
+    def config_var(self, name):
+        out = self.run(["-c", "import sysconfig,sys; sys.stdout.write(sysconfig.get_config_var(%r) or '')" % name])
+        return out.stdout.decode()
+
+    def has_frame_pointers(self):
+        return "-fno-omit-frame-pointer" in self.config_var("CFLAGS") + self.config_var("CONFIGURE_CFLAGS")
+
+    def __repr__(self):
+        return self.name
+
+
+def _load():
+    if not MANIFEST.exists():
+        return []
+    return [Interpreter(e) for e in json.loads(MANIFEST.read_text())]
+
+
+INTERPRETERS = _load()
+
+
+def pytest_generate_tests(metafunc):
+    if "interp" in metafunc.fixturenames:
+        if not INTERPRETERS:
+            params = [pytest.param(None, marks=pytest.mark.skip(
+                reason="no test interpreters: run scripts/test-interpreters.sh first"))]
+        else:
+            params = [pytest.param(i, id=i.name) for i in INTERPRETERS]
+        metafunc.parametrize("interp", params)
+
+
+@pytest.fixture
+def work(tmp_path):
+    """A scratch directory under /tmp, visible to interpreters inside the sid root too."""
+    tmp_path.chmod(0o755)
+    return tmp_path
+
+
+def copy_example(name, dest):
+    shutil.copy(EXAMPLES / name, dest / name)
+    return dest / name
+
+
+def map_lines(path):
+    return [line for line in pathlib.Path(path).read_text(errors="surrogateescape").split("\n") if line]

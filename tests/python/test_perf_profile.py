@@ -1,0 +1,29 @@
+"""`perf record -g` on an interpreter built with frame pointers shows the Python call chain."""
+
+import os
+import pathlib
+
+import pytest
+
+from conftest import copy_example
+from perf_trampoline.stacks import chain_share
+
+
+def test_seed_example_chain_under_perf_record_g(interp, work):
+    if not interp.has_frame_pointers():
+        pytest.skip("%s is built without frame pointers: perf record -g cannot walk it "
+                    "(the jitdump + DWARF workflow covers it)" % interp.name)
+    seed = copy_example("seed_example.py", work)
+    data = work / "perf.data"
+    rec = interp.perf(["record", "-F", "999", "-g", "-q", "-o", str(data), "--"]
+                      + interp.python + ["-m", "perf_trampoline", str(seed), "20000000"], cwd=work)
+    assert rec.returncode == 0, rec.stderr.decode()
+    script = interp.perf(["script", "-i", str(data)], cwd=work)
+    assert script.returncode == 0, script.stderr.decode()
+    text = script.stdout.decode(errors="replace")
+    for pid in {line.split()[1] for line in text.splitlines() if line and not line[0].isspace()}:
+        if pid.isdigit():
+            pathlib.Path("/tmp/perf-%s.map" % pid).unlink(missing_ok=True)
+    hits, total = chain_share(text, ["foo", "bar", "baz", "<module>"], filename=str(seed))
+    assert total >= 300, "too few samples to judge: %d" % total
+    assert hits >= 0.9 * total, "%d of %d samples show foo < bar < baz < <module>" % (hits, total)

@@ -1,0 +1,99 @@
+"""How support is switched on: `python -m perf_trampoline`, PERF_TRAMPOLINE, and on 3.11 and
+older PYTHONPERFSUPPORT / -X perf; bad values print one line and the program runs anyway."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import ROOT, map_lines
+
+PROBE = ROOT / "tests" / "python" / "argv_probe.py"
+
+
+def probe(work):
+    dest = work / "argv_probe.py"
+    shutil.copy(PROBE, dest)
+    return dest
+
+
+def without_pid(stdout):
+    d = json.loads(stdout.splitlines()[0])
+    d.pop("pid")
+    return d
+
+
+@pytest.mark.parametrize("args", [["a", "-b", "--c=d"], ["exit", "3"], ["raise"]])
+def test_runner_behaves_like_plain_python(interp, work, args):
+    script = probe(work)
+    env = {"PERF_TRAMPOLINE_DIR": str(work)}
+    plain = interp.run(["argv_probe.py"] + args, cwd=work, env=env)
+    ours = interp.run(["-m", "perf_trampoline", "argv_probe.py"] + args, cwd=work, env=env)
+    assert ours.returncode == plain.returncode
+    assert without_pid(ours.stdout) == without_pid(plain.stdout)
+    assert ours.stderr == plain.stderr  # tracebacks included
+    # Support was really on: the script's own code is in its process's map.
+    pid = json.loads(ours.stdout.splitlines()[0])["pid"]
+    names = [l.split(" ", 2)[2] for l in map_lines(work / ("perf-%d.map" % pid))]
+    assert "py::main:%s" % script in names
+
+
+def test_runner_passes_on_module_mode(interp, work):
+    (work / "modprobe.py").write_text("import sys, perf_trampoline\nprint(__name__, sys.argv[1:], perf_trampoline.is_active())\n")
+    out = interp.run(["-m", "perf_trampoline", "-m", "modprobe", "x", "y"], cwd=work,
+                     env={"PERF_TRAMPOLINE_DIR": str(work)})
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.decode().split() == ["__main__", "['x',", "'y']", "True"]
+
+
+ACTIVE_PROBE = "import perf_trampoline, sys; print(perf_trampoline.is_active(), getattr(sys, 'is_stack_trampoline_active', lambda: None)())"
+
+
+def test_environment_switch_turns_support_on_at_start_up(interp, work):
+    out = interp.run(["-c", ACTIVE_PROBE], env={"PERF_TRAMPOLINE": "perf", "PERF_TRAMPOLINE_DIR": str(work)})
+    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
+    assert out.stdout.decode().split()[0] == "True"
+    assert list(work.glob("perf-*.map")), "no map written"
+
+
+@pytest.mark.parametrize("switch", [{"env": {"PYTHONPERFSUPPORT": "1"}}, {"args": ["-X", "perf"]}])
+def test_cpython_switches_where_cpython_lacks_them(interp, work, switch):
+    env = dict(switch.get("env", {}), PERF_TRAMPOLINE_DIR=str(work))
+    out = interp.run(switch.get("args", []) + ["-c", ACTIVE_PROBE], env=env)
+    assert out.returncode == 0, out.stderr.decode()
+    ours, cpythons = out.stdout.decode().split()
+    if interp.version >= (3, 12):
+        # CPython handles its own switch; we must not stack a second trampoline on it.
+        assert (ours, cpythons) == ("False", "True")
+    else:
+        assert ours == "True"
+        assert list(work.glob("perf-*.map"))
+
+
+@pytest.mark.parametrize("how,needle", [
+    ({"env": {"PERF_TRAMPOLINE": "perff"}}, "PERF_TRAMPOLINE='perff' is not a backend; accepted: perf"),
+    ({"env": {"PYTHONPERFSUPPORT": "yes"}}, "PYTHONPERFSUPPORT='yes' is not valid; accepted: 0, 1"),
+    ({"args": ["-X", "perf=2"]}, "-X perf takes no value"),
+    ({"runner": ["--backend", "perff"]}, "unknown backend 'perff'; accepted: perf"),
+])
+def test_bad_switch_values_print_one_line_and_the_program_still_runs(interp, work, how, needle):
+    if interp.version >= (3, 12) and ("PYTHONPERFSUPPORT" in how.get("env", {}) or how.get("args")):
+        pytest.skip("CPython %d.%d parses its own PYTHONPERFSUPPORT and -X perf" % interp.version[:2])
+    script = probe(work)
+    env = dict(how.get("env", {}), PERF_TRAMPOLINE_DIR=str(work))
+    runner = ["-m", "perf_trampoline"] + how["runner"] if "runner" in how else []
+    plain = interp.run([str(script), "exit", "5"], env={"PERF_TRAMPOLINE_DIR": str(work)})
+    bad = interp.run(how.get("args", []) + runner + [str(script), "exit", "5"], env=env)
+    assert bad.returncode == plain.returncode == 5
+    assert without_pid(bad.stdout) == without_pid(plain.stdout)
+    lines = bad.stderr.decode().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "running without perf support" in lines[0], lines
+    assert not list(work.glob("perf-*.map")), "support must stay off"
+
+
+def test_activate_rejects_unknown_backend_naming_the_accepted_ones(interp):
+    out = interp.run(["-c", "import perf_trampoline\ntry:\n perf_trampoline.activate('nope')\n"
+                            "except ValueError as e:\n print(e)\nprint(perf_trampoline.is_active())"])
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.decode().splitlines() == ["unknown backend \"nope\"; accepted: perf", "False"]

@@ -16,11 +16,11 @@ cd "$out"
 in_root() { "$top/scripts/in-root.sh" "$root" "$@"; }
 
 echo "== perf record -F 999 -g -- python3.15 -m perf_trampoline seed_example.py   (in $out)"
-in_root perf record -F 999 -g -q -o perf.data -- /opt/venvs/3.15/bin/python -m perf_trampoline seed_example.py
+in_root perf record -F 999 -g -q -o perf.data -- /opt/venvs/3.15/bin/python -m perf_trampoline seed_example.py 50000000
 in_root perf script -i perf.data > perf.script
 echo "== Python call chains in perf script"
 "$top/target/venvs/3.11/bin/python" -m perf_trampoline.stacks --top 3 < perf.script
 echo "== perf report --no-children (top entries, with callers)"
-in_root perf report -i perf.data --stdio --no-children -G --percent-limit 20 2>/dev/null |
-    grep -v '^$' | grep -v '^#' | head -n 25
+in_root perf report -i perf.data --stdio --no-children --percent-limit 5 2>/dev/null |
+    grep -v '^$' | grep -v '^#' | head -n 30
 echo "== files kept in $out"

@@ -15,20 +15,15 @@ rm -rf target/wheels
 wheel=$(ls target/wheels/*.whl)
 
 entries=()
-add() { # name version python-command... -- perf-command...
-    local name=$1 version=$2; shift 2
-    local py=() perf=()
-    while [ "$1" != "--" ]; do py+=("$1"); shift; done; shift
-    perf=("$@")
-    entries+=("$("$host_py" -c 'import json,sys; n,v,p,f=sys.argv[1],sys.argv[2],sys.argv[3].split("\x1f"),sys.argv[4].split("\x1f"); print(json.dumps({"name":n,"version":v,"python":p,"perf":f}))' \
-        "$name" "$version" "$(IFS=$'\x1f'; echo "${py[*]}")" "$(IFS=$'\x1f'; echo "${perf[*]}")")")
+add() { # name version python [wrapper...]: python (and perf) run as `wrapper... python args`
+    entries+=("$("$host_py" -c 'import json,sys; print(json.dumps({"name": sys.argv[1], "version": sys.argv[2], "python": sys.argv[3], "wrap": sys.argv[4:]}))' "$@")")
 }
 
 venv_host() { # version python
     local v=$1 py=$2 dir=target/venvs/$1
     [ -x "$dir/bin/python" ] || "$py" -m venv "$dir"
     "$dir/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
-    add "host-$v" "$v" "$top/$dir/bin/python" -- perf
+    add "host-$v" "$v" "$top/$dir/bin/python"
 }
 
 venv_host 3.11 "$host_py"
@@ -45,7 +40,7 @@ for v in 3.13 3.14 3.15; do
     [ -x "$root/opt/venvs/$v/bin/python" ] || scripts/in-root.sh "$root" "python$v" -m venv "/opt/venvs/$v"
     scripts/in-root.sh "$root" "/opt/venvs/$v/bin/python" -m pip install -q --disable-pip-version-check \
         --force-reinstall --no-deps --no-index "/opt/wheels/$(basename "$wheel")"
-    add "sid-$v" "$v" "$top/scripts/in-root.sh" "$root" "/opt/venvs/$v/bin/python" -- "$top/scripts/in-root.sh" "$root" perf
+    add "sid-$v" "$v" "/opt/venvs/$v/bin/python" "$top/scripts/in-root.sh" "$root"
 done
 
 (IFS=,; echo "[${entries[*]}]") > target/interpreters.json

@@ -1,10 +1,9 @@
 //! Backend names (`perf`, ...) as users write them, and the sinks each one opens.
 
 use std::fmt;
-use std::io;
 use std::path::Path;
 
-use crate::registry::{Sink, perf_map::PerfMap};
+use crate::registry::{OpenError, Sink, perf_map::PerfMap};
 
 /// Which outputs to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +35,7 @@ impl Backend {
     }
 
     /// Opens this backend's sinks in `dir` for process `pid`.
-    pub fn open_sinks(self, dir: &Path, pid: u32) -> io::Result<Vec<Box<dyn Sink>>> {
+    pub fn open_sinks(self, dir: &Path, pid: u32) -> Result<Vec<Box<dyn Sink>>, OpenError> {
         match self {
             Backend::PerfMap => Ok(vec![Box::new(PerfMap::open(dir, pid)?)]),
         }

@@ -4,9 +4,13 @@ Arguments, ``sys.argv``, ``__main__`` and the exit status behave as with ``pytho
 ``-m module`` runs a module the way ``python -m module`` does.
 """
 
+import builtins
+import importlib.machinery
 import os
 import runpy
 import sys
+import types
+import zipfile
 
 USAGE = "usage: python -m perf_trampoline [--backend BACKEND] (script.py | -m module) [args ...]"
 
@@ -44,6 +48,26 @@ def _parse(argv):
     sys.exit(USAGE)
 
 
+def _load_script(path):
+    """Prepares a source file to run as python itself runs it: as the real ``__main__``
+    module, compiled under its absolute path (3.9+), ``sys.argv[0]`` left as typed (which
+    ``runpy.run_path`` would overwrite). Returns the code and the module's namespace."""
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+    except OSError as e:
+        sys.stderr.write("%s: can't open file %r: [Errno %d] %s\n"
+                         % (os.path.basename(sys.executable), path, e.errno, e.strerror))
+        sys.exit(2)
+    main = types.ModuleType("__main__")
+    main.__file__ = path
+    main.__cached__ = None
+    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", path)
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    return compile(source, path, "exec", dont_inherit=True), main.__dict__
+
+
 def main(argv=None):
     from . import BACKENDS, activate
 
@@ -61,12 +85,15 @@ def main(argv=None):
     target_file = None
     try:
         if kind == "path":
-            # python itself runs a script under its absolute path (3.9+); so do we, so that
-            # __file__, tracebacks and the names in the profile come out the same.
             target_file = os.path.abspath(target)
-            sys.argv[0] = target
             sys.path[0] = os.path.dirname(target_file)
-            runpy.run_path(target_file, run_name="__main__")
+            if os.path.isdir(target) or zipfile.is_zipfile(target):
+                runpy.run_path(target, run_name="__main__")  # runs its __main__.py
+            else:
+                code, namespace = _load_script(target_file)
+                # exec from this frame, which began before activation and so has no
+                # trampoline: profiles show the script's frames and nothing of ours.
+                exec(code, namespace)
         else:
             sys.path[0] = os.getcwd()
             runpy.run_module(target, run_name="__main__", alter_sys=True)
@@ -77,7 +104,8 @@ def main(argv=None):
         tb = e.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename != target_file:
             tb = tb.tb_next
-        sys.excepthook(type(e), e, tb or e.__traceback__)
+        e.__traceback__ = tb or e.__traceback__  # newer excepthooks read it from here
+        sys.excepthook(type(e), e, e.__traceback__)
         if isinstance(e, KeyboardInterrupt):
             # Die of SIGINT, as python itself does, so the parent sees the same status.
             import signal
@@ -85,6 +113,7 @@ def main(argv=None):
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGINT)
         sys.exit(1)
+
 
 if __name__ == "__main__":
     main()

@@ -77,7 +77,13 @@ fn activate(py: Python<'_>, backend: &str, strategy: &str, stack_on_cpython: boo
     // Open the outputs before touching the hook, so a bad directory fails cleanly.
     let sinks = backend
         .open_sinks(&registry::output_dir(), std::process::id())
-        .map_err(|e| PyOSError::new_err(format!("perf_trampoline: {e}")))?;
+        .map_err(|e| {
+            // OSError(errno, text, path) becomes PermissionError, FileNotFoundError, ...
+            let reason = e.error.to_string();
+            let reason = reason.split(" (os error").next().unwrap_or(&reason);
+            let text = format!("cannot open the {} for writing: {reason}", e.kind);
+            PyOSError::new_err((e.error.raw_os_error().unwrap_or(0), text, e.path.clone()))
+        })?;
     cold.registry = Registry::new(sinks);
     cold.qualname_attr = if minor >= 11 { "co_qualname" } else { "co_name" };
 

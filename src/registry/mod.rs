@@ -20,6 +20,23 @@ pub fn output_dir() -> PathBuf {
     }
 }
 
+/// A sink's file could not be opened.
+#[derive(Debug)]
+pub struct OpenError {
+    /// What the file is, e.g. "perf map".
+    pub kind: &'static str,
+    pub path: PathBuf,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot open {} {}: {}", self.kind, self.path.display(), self.error)
+    }
+}
+
+impl std::error::Error for OpenError {}
+
 /// One function for perf: `size` bytes of code at `addr`, called `name`.
 #[derive(Clone, Copy, Debug)]
 pub struct Symbol<'a> {

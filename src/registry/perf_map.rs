@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{Sink, Symbol, name};
+use super::{OpenError, Sink, Symbol, name};
 
 pub struct PerfMap {
     file: File,
@@ -16,7 +16,7 @@ pub struct PerfMap {
 impl PerfMap {
     /// Opens (creating if needed, mode 0600) `perf-<pid>.map` in `dir` for appending. Never
     /// follows a symlink planted at that path.
-    pub fn open(dir: &Path, pid: u32) -> io::Result<PerfMap> {
+    pub fn open(dir: &Path, pid: u32) -> Result<PerfMap, OpenError> {
         let path = dir.join(format!("perf-{pid}.map"));
         let file = OpenOptions::new()
             .append(true)
@@ -24,7 +24,7 @@ impl PerfMap {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|error| OpenError { kind: "perf map", path: path.clone(), error })?;
         Ok(PerfMap {
             file,
             path,
@@ -96,6 +96,7 @@ mod tests {
         std::os::unix::fs::symlink(&victim, dir.join("perf-77.map")).unwrap();
         let err = PerfMap::open(&dir, 77).err().expect("must refuse the symlink");
         assert!(err.to_string().contains("perf-77.map"), "{err}");
+        assert_eq!(err.error.raw_os_error(), Some(libc::ELOOP));
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
     }
 

@@ -18,19 +18,21 @@ class Interpreter:
     def __init__(self, entry):
         self.name = entry["name"]
         self.version = tuple(int(x) for x in entry["version"].split("."))
-        self.python = entry["python"]
-        self.perf_cmd = entry["perf"]
+        # The interpreter's path where it runs, and the command that takes us there (empty
+        # on the host; the sid root's entry script for sid's interpreters, whose perf is used).
+        self.python = [entry["python"]]
+        self.wrap = entry["wrap"]
 
     def run(self, args, env=None, cwd=None, timeout=300, **kw):
         """Runs this interpreter with ``args``; ``env`` adds to a clean copy of os.environ."""
         full_env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("PERF_TRAMPOLINE", "PYTHONPERF", "PYTHON_PERF"))}
         full_env.update(env or {})
-        return subprocess.run(self.python + list(args), env=full_env, cwd=cwd, timeout=timeout,
+        return subprocess.run(self.wrap + self.python + list(args), env=full_env, cwd=cwd, timeout=timeout,
                               capture_output=True, **kw)
 
     def perf(self, args, cwd=None, timeout=600, **kw):
-        return subprocess.run(self.perf_cmd + list(args), cwd=cwd, timeout=timeout,
+        return subprocess.run(self.wrap + ["perf"] + list(args), cwd=cwd, timeout=timeout,
                               capture_output=True, **kw)
 
     def config_var(self, name):

@@ -43,7 +43,7 @@ def workload():
 
 
 sys.settrace(tracer)
-perf_trampoline.activate()
+perf_trampoline.activate(strategy=sys.argv[1] if len(sys.argv) > 1 else "stamp")
 workload()
 sys.settrace(None)
 perf_trampoline.deactivate()  # a C call: nothing below gets a trampoline

@@ -5,6 +5,8 @@ import collections
 import json
 import re
 
+import pytest
+
 from conftest import ROOT
 
 LINE = re.compile(r"^([0-9a-f]+) ([0-9a-f]+) (py::.*)$")
@@ -20,10 +22,11 @@ def exec_anon_ranges(maps_text):
     return ranges
 
 
-def test_one_line_per_executed_code_object_at_executable_anonymous_addresses(interp, work):
+@pytest.mark.parametrize("strategy", ["stamp", "compile-each"])
+def test_one_line_per_executed_code_object_at_executable_anonymous_addresses(interp, work, strategy):
     probe = work / "probe_map.py"
     probe.write_text((ROOT / "tests" / "python" / "probe_map.py").read_text())
-    out = interp.run([str(probe)], env={"PERF_TRAMPOLINE_DIR": str(work)})
+    out = interp.run([str(probe), strategy], env={"PERF_TRAMPOLINE_DIR": str(work)})
     assert out.returncode == 0, out.stderr.decode()
     report = json.loads(out.stdout)
 

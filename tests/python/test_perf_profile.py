@@ -16,7 +16,7 @@ def test_seed_example_chain_under_perf_record_g(interp, work):
     seed = copy_example("seed_example.py", work)
     data = work / "perf.data"
     rec = interp.perf(["record", "-F", "999", "-g", "-q", "-o", str(data), "--"]
-                      + interp.python + ["-m", "perf_trampoline", str(seed), "20000000"], cwd=work)
+                      + interp.python + ["-m", "perf_trampoline", str(seed), "60000000"], cwd=work)
     assert rec.returncode == 0, rec.stderr.decode()
     script = interp.perf(["script", "-i", str(data)], cwd=work)
     assert script.returncode == 0, script.stderr.decode()

@@ -1,0 +1,2 @@
+//! Placeholder: the isa-tests emitter (being written).
+fn main() {}

@@ -60,8 +60,9 @@ fn call(m: &mut Machine, index: usize) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: f64 = std::env::args().nth(1).map_or(Ok(1.0), |s| s.parse())?;
-    let mut source = slots::host_source(Strategy::Stamp, 0, None)?;
-    let mut registry = Registry::new(vec![Box::new(PerfMap::open(&registry::output_dir(), std::process::id())?)]);
+    let mut source = slots::host_source(Strategy::Stamp)?;
+    let map = registry::output_dir().join(format!("perf-{}.map", std::process::id()));
+    let mut registry = Registry::new(vec![Box::new(PerfMap::open(&map)?)]);
     let program = [("rs::outer", vec![Op::Call(1)]), ("rs::middle", vec![Op::Call(2)]), ("rs::inner", vec![Op::Spin])];
     let mut functions = Vec::new();
     for (name, body) in program {

@@ -16,7 +16,7 @@ cd "$out"
 in_root() { "$top/scripts/in-root.sh" "$root" "$@"; }
 
 echo "== perf record -F 999 -g -- python3.15 -m perf_trampoline seed_example.py   (in $out)"
-in_root perf record -F 999 -g -q -o perf.data -- /opt/venvs/3.15/bin/python -m perf_trampoline seed_example.py 50000000
+in_root perf record -F 999 -g -q -o perf.data -- $top/target/venvs/sid-3.15/bin/python -m perf_trampoline seed_example.py 50000000
 in_root perf script -i perf.data > perf.script
 echo "== Python call chains in perf script"
 "$top/target/venvs/3.11/bin/python" -m perf_trampoline.stacks --top 3 < perf.script

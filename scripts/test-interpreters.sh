@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the wheel once and installs it into every test interpreter: the host's python3.11
 # (and pyenv's 3.12 when the machine has it) in venvs under target/venvs, and sid's 3.13, 3.14
-# and 3.15 in venvs inside the cached sid root. Writes target/interpreters.json for the tests.
+# and 3.15 in venvs under target/venvs too, run inside the cached sid root. Writes
+# target/interpreters.json for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -33,14 +34,14 @@ if [ -x "$HOME/.pyenv/versions/3.12.1/bin/python3.12" ]; then
     venv_host 3.12 "$HOME/.pyenv/versions/3.12.1/bin/python3.12"
 fi
 
-mkdir -p "$root/opt/wheels"
-rm -f "$root"/opt/wheels/*.whl
-cp "$wheel" "$root/opt/wheels/"
+# sid's venvs live in this checkout too (in-root.sh mounts it at the same path in the root),
+# so two checkouts never share an installed copy.
 for v in 3.13 3.14 3.15; do
-    [ -x "$root/opt/venvs/$v/bin/python" ] || scripts/in-root.sh "$root" "python$v" -m venv "/opt/venvs/$v"
-    scripts/in-root.sh "$root" "/opt/venvs/$v/bin/python" -m pip install -q --disable-pip-version-check \
-        --force-reinstall --no-deps --no-index "/opt/wheels/$(basename "$wheel")"
-    add "sid-$v" "$v" "/opt/venvs/$v/bin/python" "$top/scripts/in-root.sh" "$root"
+    dir=$top/target/venvs/sid-$v
+    [ -x "$dir/bin/python" ] || scripts/in-root.sh "$root" "python$v" -m venv "$dir"
+    scripts/in-root.sh "$root" "$dir/bin/python" -m pip install -q --disable-pip-version-check \
+        --force-reinstall --no-deps --no-index "$top/$wheel"
+    add "sid-$v" "$v" "$dir/bin/python" "$top/scripts/in-root.sh" "$root"
 done
 
 (IFS=,; echo "[${entries[*]}]") > target/interpreters.json

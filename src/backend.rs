@@ -1,19 +1,22 @@
-//! Backend names (`perf`, ...) as users write them, and the sinks each one opens.
+//! Backend names (`perf`, `perf_jit`, both) as users write them, and the sinks they open.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::registry::{OpenError, Sink, perf_map::PerfMap};
+use crate::compiler::{CompileError, Template};
+use crate::registry::jitdump::{self, JitDump};
+use crate::registry::perf_map::{self, PerfMap};
+use crate::registry::{OpenError, Sink};
 
-/// Which outputs to write.
+/// Which outputs to write: `perf` is the perf map, `perf_jit` the jitdump (CPython's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// `/tmp/perf-<pid>.map`, read by `perf report` and `perf script`.
-    PerfMap,
+pub struct Backends {
+    pub perf_map: bool,
+    pub jitdump: bool,
 }
 
-/// The names accepted wherever a backend is chosen (API, command line, environment).
-pub const NAMES: &[&str] = &["perf"];
+/// The names accepted wherever backends are chosen (API, command line, environment).
+pub const NAMES: &[&str] = &["perf", "perf_jit", "perf,perf_jit"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownBackend(pub String);
@@ -26,20 +29,44 @@ impl fmt::Display for UnknownBackend {
 
 impl std::error::Error for UnknownBackend {}
 
-impl Backend {
-    pub fn parse(s: &str) -> Result<Backend, UnknownBackend> {
-        match s {
-            "perf" => Ok(Backend::PerfMap),
-            _ => Err(UnknownBackend(s.to_string())),
+impl Backends {
+    /// Parses `perf`, `perf_jit`, or a comma-separated list of them (both at once).
+    pub fn parse(s: &str) -> Result<Backends, UnknownBackend> {
+        let mut b = Backends { perf_map: false, jitdump: false };
+        for part in s.split(',') {
+            match part.trim() {
+                "perf" => b.perf_map = true,
+                "perf_jit" => b.jitdump = true,
+                _ => return Err(UnknownBackend(s.to_string())),
+            }
         }
+        Ok(b)
     }
 
-    /// Opens this backend's sinks in `dir` for process `pid`.
-    pub fn open_sinks(self, dir: &Path, pid: u32) -> Result<Vec<Box<dyn Sink>>, OpenError> {
-        match self {
-            Backend::PerfMap => Ok(vec![Box::new(PerfMap::open(dir, pid)?)]),
-        }
+    /// The smallest slot stride these outputs need for `template`.
+    pub fn min_stride(self, template: &Template) -> Result<usize, CompileError> {
+        if self.jitdump { crate::registry::jitdump::min_stride(template) } else { Ok(0) }
     }
+
+    /// The (kind, path) of each output for process `pid` in `dir`.
+    pub fn outputs(self, dir: &Path, pid: u32) -> Vec<(&'static str, PathBuf)> {
+        let mut v = Vec::new();
+        if self.perf_map {
+            v.push((perf_map::KIND, dir.join(format!("perf-{pid}.map"))));
+        }
+        if self.jitdump {
+            v.push((jitdump::KIND, dir.join(format!("jit-{pid}.dump"))));
+        }
+        v
+    }
+}
+
+/// Opens the sink of `kind` at `path`, for process `pid`.
+pub fn open_sink(kind: &str, path: &Path, pid: u32, template: &Template) -> Result<Box<dyn Sink>, OpenError> {
+    Ok(match kind {
+        jitdump::KIND => Box::new(JitDump::open(path, pid, template)?),
+        _ => Box::new(PerfMap::open(path)?),
+    })
 }
 
 #[cfg(test)]
@@ -49,10 +76,14 @@ mod tests {
     #[test]
     fn every_listed_name_parses_and_others_are_refused_with_the_list() {
         for n in NAMES {
-            assert!(Backend::parse(n).is_ok(), "{n}");
+            assert!(Backends::parse(n).is_ok(), "{n}");
         }
-        let e = Backend::parse("perff").unwrap_err().to_string();
-        assert!(e.contains("\"perff\"") && e.contains("accepted: perf"), "{e}");
-        assert!(Backend::parse("").is_err());
+        assert_eq!(Backends::parse("perf_jit,perf"), Backends::parse("perf,perf_jit"));
+        assert_eq!(Backends::parse("perf,perf_jit").unwrap(), Backends { perf_map: true, jitdump: true });
+        let e = Backends::parse("perff").unwrap_err().to_string();
+        assert!(e.contains("\"perff\"") && e.contains("accepted: perf, perf_jit, perf,perf_jit"), "{e}");
+        for bad in ["", ",", "perf,", "perf,nope"] {
+            assert!(Backends::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

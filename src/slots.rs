@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::str::FromStr;
 
-use crate::compiler::{self, CompileError, Target};
+use crate::compiler::{self, CompileError, Target, Template};
 
 /// One trampoline: `size` bytes of code at `addr`, owned by one code object for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,19 +84,23 @@ impl FromStr for Strategy {
     }
 }
 
-/// A slot source for the host with the given strategy; `min_stride` only matters for stamping.
-pub fn host_source(
+/// A slot source for the host: stamped copies of `template` at least `min_stride` apart
+/// within `budget` bytes, or one compiled function per slot.
+pub fn source_for(
     strategy: Strategy,
+    template: &Template,
     min_stride: usize,
     budget: Option<usize>,
 ) -> Result<Box<dyn SlotSource>, CompileError> {
     Ok(match strategy {
-        Strategy::Stamp => {
-            let template = compiler::compile(&Target::Host, false)?;
-            Box::new(
-                crate::arena::StampArena::new(&template.code, min_stride).with_budget(budget),
-            )
-        }
+        Strategy::Stamp => Box::new(
+            crate::arena::StampArena::new(&template.code, min_stride).with_budget(budget),
+        ),
         Strategy::CompileEach => Box::new(crate::jit_each::CompileEach::new()?),
     })
+}
+
+/// [`source_for`] with a freshly compiled host template and no stride or budget constraint.
+pub fn host_source(strategy: Strategy) -> Result<Box<dyn SlotSource>, CompileError> {
+    source_for(strategy, &compiler::compile(&Target::Host, false)?, 0, None)
 }

@@ -94,7 +94,7 @@ fn stamped_slots_pass_everything_through_inside_a_real_frame() {
 
 #[test]
 fn compile_each_slots_behave_the_same() {
-    let mut source = host_source(Strategy::CompileEach, 0, None).unwrap();
+    let mut source = host_source(Strategy::CompileEach).unwrap();
     for _ in 0..3 {
         let slot = source.next_slot().unwrap();
         check_slot(slot);
@@ -104,7 +104,7 @@ fn compile_each_slots_behave_the_same() {
 
 #[test]
 fn code_is_never_writable_and_executable() {
-    let mut source = host_source(Strategy::Stamp, 0, None).unwrap();
+    let mut source = host_source(Strategy::Stamp).unwrap();
     let slot = source.next_slot().unwrap();
     assert_eq!(perms_of(slot.addr), "r-xp");
 }

@@ -10,7 +10,6 @@ import os
 import runpy
 import sys
 import types
-import zipfile
 
 USAGE = "usage: python -m perf_trampoline [--backend BACKEND] (script.py | -m module) [args ...]"
 
@@ -48,6 +47,15 @@ def _parse(argv):
     sys.exit(USAGE)
 
 
+def _is_zip(path):
+    # By its magic number, as python does: importing zipfile would cost ~10 ms at start-up.
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
 def _load_script(path):
     """Prepares a source file to run as python itself runs it: as the real ``__main__``
     module, compiled under its absolute path (3.9+), ``sys.argv[0]`` left as typed (which
@@ -69,17 +77,13 @@ def _load_script(path):
 
 
 def main(argv=None):
-    from . import BACKENDS, activate
+    from . import activate
 
     backend, (kind, target), new_argv = _parse(sys.argv[1:] if argv is None else argv)
-    if backend not in BACKENDS:
-        sys.stderr.write("perf_trampoline: unknown backend %r; accepted: %s (running without perf support)\n"
-                         % (backend, ", ".join(BACKENDS)))
-    else:
-        try:
-            activate(backend)
-        except Exception as e:
-            sys.stderr.write("perf_trampoline: %s (running without perf support)\n" % (e,))
+    try:
+        activate(backend)
+    except Exception as e:  # the script must run even when support cannot be turned on
+        sys.stderr.write("perf_trampoline: %s (running without perf support)\n" % (e,))
 
     sys.argv[:] = new_argv
     target_file = None
@@ -87,7 +91,7 @@ def main(argv=None):
         if kind == "path":
             target_file = os.path.abspath(target)
             sys.path[0] = os.path.dirname(target_file)
-            if os.path.isdir(target) or zipfile.is_zipfile(target):
+            if os.path.isdir(target) or _is_zip(target):
                 runpy.run_path(target, run_name="__main__")  # runs its __main__.py
             else:
                 code, namespace = _load_script(target_file)

@@ -1,7 +1,8 @@
 """Start-up switches, run from perf_trampoline.pth when one of them is set.
 
-``PERF_TRAMPOLINE=<backend>`` works on every version; ``PYTHONPERFSUPPORT=1`` and ``-X perf``
-are honoured on interpreters that lack CPython's own support for them (3.11 and older).
+``PERF_TRAMPOLINE=<backend>`` works on every version; ``PYTHONPERFSUPPORT=1``, ``-X perf``,
+``PYTHON_PERF_JIT_SUPPORT=1`` and ``-X perf_jit`` are honoured on interpreters that lack
+CPython's own support for them (3.11 and older).
 A bad value prints one line naming the accepted values, and the program runs without support.
 """
 
@@ -13,31 +14,36 @@ def _say(msg):
     sys.stderr.write("perf_trampoline: " + msg + "\n")
 
 
-def requested_backend(environ, xoptions, version_info, ignore_environment):
-    """Returns (backend or None, error message or None) for the switches given."""
-    from . import BACKENDS
+def _flag(name, value):
+    """(on, error) for a CPython-style 0/1 switch."""
+    if value in ("0", "1"):
+        return value == "1", None
+    return False, "%s=%r is not valid; accepted: 0, 1 (running without perf support)" % (name, value)
 
-    if not ignore_environment:
-        value = environ.get("PERF_TRAMPOLINE")
-        if value:
-            if value in BACKENDS:
-                return value, None
-            return None, "PERF_TRAMPOLINE=%r is not a backend; accepted: %s (running without perf support)" % (
-                value, ", ".join(BACKENDS))
+
+def requested_backend(environ, xoptions, version_info, ignore_environment):
+    """Returns (backend or None, error message or None) for the switches given.
+
+    ``PERF_TRAMPOLINE`` (ours) comes first. On 3.11 and older, CPython's switches follow with
+    CPython's precedence: ``-X`` before the environment, ``perf_jit`` before ``perf``.
+    """
+    if not ignore_environment and environ.get("PERF_TRAMPOLINE"):
+        return environ["PERF_TRAMPOLINE"], None  # activate() checks it
     if version_info >= (3, 12):
-        return None, None  # CPython handles -X perf and PYTHONPERFSUPPORT itself
-    if "perf" in xoptions:
-        if xoptions["perf"] is True:
-            return "perf", None
-        return None, "-X perf takes no value (got %r); use -X perf (running without perf support)" % (
-            xoptions["perf"],)
-    value = None if ignore_environment else environ.get("PYTHONPERFSUPPORT")
-    if value:
-        if value == "1":
-            return "perf", None
-        if value == "0":
-            return None, None
-        return None, "PYTHONPERFSUPPORT=%r is not valid; accepted: 0, 1 (running without perf support)" % (value,)
+        return None, None  # CPython handles -X perf, -X perf_jit and their variables itself
+    for option in ("perf_jit", "perf"):
+        if option in xoptions:
+            if xoptions[option] is True:
+                return option, None
+            return None, "-X %s takes no value (got %r) (running without perf support)" % (option, xoptions[option])
+    if ignore_environment:
+        return None, None
+    for variable, backend in (("PYTHON_PERF_JIT_SUPPORT", "perf_jit"), ("PYTHONPERFSUPPORT", "perf")):
+        value = environ.get(variable)
+        if value:
+            on, error = _flag(variable, value)
+            if error or on:
+                return (backend if on else None), error
     return None, None
 
 
@@ -52,6 +58,8 @@ def run():
 
     try:
         activate(backend)
+    except ValueError as e:
+        _say("PERF_TRAMPOLINE=%r: %s (running without perf support)" % (backend, e))
     except Exception as e:  # the program must run even when support cannot be turned on
         _say("%s (running without perf support)" % (e,))
 

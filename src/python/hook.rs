@@ -45,9 +45,13 @@ static HOT: Hot = Hot {
 
 /// Everything the slow path (a code object's first call) and activation change.
 pub struct Cold {
-    /// Made at the first activation and kept for the life of the process: its slots stay
-    /// cached in code objects across deactivation, so it must outlive every activation.
+    /// The host's trampoline, compiled at the first activation.
+    pub template: Option<crate::compiler::Template>,
+    /// Where new slots come from, and their stride. Slots stay cached in code objects across
+    /// deactivation, so a source is never dropped: when a later activation needs a wider
+    /// stride, the old source is leaked, never unmapped.
     pub source: Option<Box<dyn SlotSource>>,
+    pub stride: usize,
     pub registry: Registry,
     /// The hook value we replaced, restored on deactivation (None = CPython's default).
     pub replaced: Option<EvalFn>,
@@ -58,7 +62,9 @@ pub struct Cold {
 }
 
 static COLD: Mutex<Cold> = Mutex::new(Cold {
+    template: None,
     source: None,
+    stride: 0,
     registry: Registry::empty(),
     replaced: None,
     installed: false,
@@ -70,6 +76,25 @@ static COLD: Mutex<Cold> = Mutex::new(Cold {
 pub fn cold() -> MutexGuard<'static, Cold> {
     // A panic while holding the lock leaves the state consistent enough to go on with.
     COLD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Ends every output (jitdump's CODE_CLOSE) when the process exits. Registered once.
+pub fn close_outputs_at_exit() {
+    static OWNER: AtomicUsize = AtomicUsize::new(0);
+    extern "C" fn at_exit() {
+        // A forked child inherits this handler but not the files' ownership.
+        if OWNER.load(Relaxed) != std::process::id() as usize {
+            return;
+        }
+        // try_lock: a thread that died holding the lock must not hang the exit.
+        if let Ok(mut c) = COLD.try_lock() {
+            c.registry.close();
+        }
+    }
+    if OWNER.swap(std::process::id() as usize, Relaxed) == 0 {
+        // SAFETY: registering a plain extern "C" fn with atexit.
+        unsafe { libc::atexit(at_exit) };
+    }
 }
 
 /// Publishes what the per-call path needs. Call with the GIL held, before installing the hook.

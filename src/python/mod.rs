@@ -7,9 +7,10 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::EvalFn;
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backends};
+use crate::compiler::{self, Target};
 use crate::frame_layout;
-use crate::registry::{self, Registry};
+use crate::registry;
 use crate::slots::{self, Strategy};
 
 /// Prints one warning line to stderr. Used from inside the eval hook, where running
@@ -48,7 +49,7 @@ fn cpython_own_trampoline_active(py: Python<'_>) -> bool {
 #[pyfunction]
 #[pyo3(signature = (backend = "perf", *, strategy = "stamp", stack_on_cpython = false))]
 fn activate(py: Python<'_>, backend: &str, strategy: &str, stack_on_cpython: bool) -> PyResult<()> {
-    let backend = Backend::parse(backend).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let backends = Backends::parse(backend).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let strategy: Strategy = strategy.parse().map_err(PyValueError::new_err)?;
     let v = py.version_info();
     let (major, minor) = (v.major, v.minor);
@@ -69,14 +70,24 @@ fn activate(py: Python<'_>, backend: &str, strategy: &str, stack_on_cpython: boo
     let index = extra_index(api)?;
 
     let mut cold = hook::cold();
-    if cold.source.is_none() {
-        cold.source = Some(
-            slots::host_source(strategy, 0, None).map_err(|e| PyRuntimeError::new_err(e.to_string()))?,
-        );
+    let cold = &mut *cold;
+    let runtime_err = |e: compiler::CompileError| PyRuntimeError::new_err(e.to_string());
+    if cold.template.is_none() {
+        cold.template = Some(compiler::compile(&Target::Host, false).map_err(runtime_err)?);
+    }
+    let template = cold.template.as_ref().expect("compiled above");
+    let stride = backends.min_stride(template).map_err(runtime_err)?;
+    if backends.jitdump && strategy == Strategy::CompileEach {
+        return Err(PyValueError::new_err(
+            "strategy \"compile-each\" cannot keep jitdump address ranges apart; use \"stamp\" with perf_jit",
+        ));
     }
     // Open the outputs before touching the hook, so a bad directory fails cleanly.
-    let sinks = backend
-        .open_sinks(&registry::output_dir(), std::process::id())
+    let pid = std::process::id();
+    cold.registry
+        .select(&backends.outputs(&registry::output_dir(), pid), |kind, path| {
+            backend::open_sink(kind, path, pid, template)
+        })
         .map_err(|e| {
             // OSError(errno, text, path) becomes PermissionError, FileNotFoundError, ...
             let reason = e.error.to_string();
@@ -84,7 +95,12 @@ fn activate(py: Python<'_>, backend: &str, strategy: &str, stack_on_cpython: boo
             let text = format!("cannot open the {} for writing: {reason}", e.kind);
             PyOSError::new_err((e.error.raw_os_error().unwrap_or(0), text, e.path.clone()))
         })?;
-    cold.registry = Registry::new(sinks);
+    if cold.source.is_none() || cold.stride < stride {
+        let source = slots::source_for(strategy, template, stride, None).map_err(runtime_err)?;
+        // Code objects keep pointing into the old source: it must never be unmapped.
+        std::mem::forget(cold.source.replace(source));
+        cold.stride = stride;
+    }
     cold.qualname_attr = if minor >= 11 { "co_qualname" } else { "co_name" };
 
     if !cold.installed {
@@ -98,6 +114,7 @@ fn activate(py: Python<'_>, backend: &str, strategy: &str, stack_on_cpython: boo
         cold.installed = true;
         unsafe { (api.set_eval)(interp, Some(hook::eval_hook)) };
     }
+    hook::close_outputs_at_exit();
     hook::set_active(true);
     Ok(())
 }

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::{OpenError, Sink, Symbol, name};
 
+/// What this sink is called in messages, and its key in the registry.
+pub const KIND: &str = "perf map";
+
 pub struct PerfMap {
     file: File,
     path: PathBuf,
@@ -14,17 +17,17 @@ pub struct PerfMap {
 }
 
 impl PerfMap {
-    /// Opens (creating if needed, mode 0600) `perf-<pid>.map` in `dir` for appending. Never
-    /// follows a symlink planted at that path.
-    pub fn open(dir: &Path, pid: u32) -> Result<PerfMap, OpenError> {
-        let path = dir.join(format!("perf-{pid}.map"));
+    /// Opens (creating if needed, mode 0600) the map at `path` (perf looks for
+    /// `/tmp/perf-<pid>.map`) for appending. Never follows a symlink planted there.
+    pub fn open(path: &Path) -> Result<PerfMap, OpenError> {
+        let path = path.to_path_buf();
         let file = OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|error| OpenError { kind: "perf map", path: path.clone(), error })?;
+            .map_err(|error| OpenError { kind: KIND, path: path.clone(), error })?;
         Ok(PerfMap {
             file,
             path,
@@ -42,7 +45,7 @@ pub fn format_line(out: &mut Vec<u8>, sym: &Symbol) {
 
 impl Sink for PerfMap {
     fn kind(&self) -> &'static str {
-        "perf map"
+        KIND
     }
 
     fn path(&self) -> &Path {
@@ -79,7 +82,7 @@ mod tests {
     fn lines_have_perfs_format_and_mode_0600() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tmpdir("fmt");
-        let mut m = PerfMap::open(&dir, 4242).unwrap();
+        let mut m = PerfMap::open(&dir.join("perf-4242.map")).unwrap();
         m.record(&Symbol { addr: 0x7f00_dead_b000, size: 11, name: b"py::f:/a.py" }).unwrap();
         m.record(&Symbol { addr: 0x10, size: 0x20, name: b"py::g\n:/b.py" }).unwrap();
         let text = std::fs::read_to_string(dir.join("perf-4242.map")).unwrap();
@@ -94,7 +97,7 @@ mod tests {
         let victim = dir.join("victim");
         std::fs::write(&victim, "keep me").unwrap();
         std::os::unix::fs::symlink(&victim, dir.join("perf-77.map")).unwrap();
-        let err = PerfMap::open(&dir, 77).err().expect("must refuse the symlink");
+        let err = PerfMap::open(&dir.join("perf-77.map")).err().expect("must refuse the symlink");
         assert!(err.to_string().contains("perf-77.map"), "{err}");
         assert_eq!(err.error.raw_os_error(), Some(libc::ELOOP));
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
@@ -102,7 +105,7 @@ mod tests {
 
     #[test]
     fn unwritable_directory_gives_a_message_naming_the_path() {
-        let err = PerfMap::open(Path::new("/proc/self/no-such-dir"), 1).err().unwrap();
+        let err = PerfMap::open(Path::new("/proc/self/no-such-dir/perf-1.map")).err().unwrap();
         assert!(err.to_string().contains("/proc/self/no-such-dir/perf-1.map"), "{err}");
     }
 }

@@ -1,0 +1,223 @@
+//! The jitdump sink: `jit-<pid>.dump` for `perf inject --jit`, with unwind info per function.
+//!
+//! Written by hand: the format is a 40-byte header and a few fixed records (Linux
+//! `tools/perf/Documentation/jitdump-specification.txt`), and no maintained Rust crate writes
+//! it (the ones that exist only read it).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use target_lexicon::Architecture;
+
+use super::{OpenError, Sink, Symbol, name};
+use crate::compiler::{CompileError, Template};
+use crate::unwind::{self, JitUnwind};
+
+/// What this sink is called in messages, and its key in the registry.
+pub const KIND: &str = "jitdump";
+
+pub const MAGIC: u32 = 0x4A69_5444;
+pub const VERSION: u32 = 1;
+pub const HEADER_SIZE: u32 = 40;
+pub const CODE_LOAD: u32 = 0;
+pub const CODE_CLOSE: u32 = 3;
+pub const CODE_UNWINDING_INFO: u32 = 4;
+/// Bytes of salt appended to each dumped copy of the code (never to the live code): newer
+/// perf derives each jitted image's build-id from its code bytes alone, and identical
+/// trampolines would collapse into one symbol (CPython gh-139544).
+pub const SALT_LEN: usize = 8;
+
+/// The ELF machine number perf expects in the header for the template's ISA.
+pub fn elf_machine(template: &Template) -> Result<u32, CompileError> {
+    Ok(match template.isa.triple().architecture {
+        Architecture::X86_64 => 62,
+        Architecture::Aarch64(_) => 183,
+        Architecture::Riscv64(_) => 243,
+        Architecture::S390x => 22,
+        other => return Err(CompileError::UnsupportedTarget(other.to_string())),
+    })
+}
+
+/// Code bytes per `CODE_LOAD`: the template plus its salt.
+pub fn dumped_code_size(template: &Template) -> u64 {
+    (template.code.len() + SALT_LEN) as u64
+}
+
+/// The smallest slot stride that keeps perf's synthetic per-function ranges
+/// (`align8(code_size) + mapped_size`) from overlapping.
+pub fn min_stride(template: &Template) -> Result<usize, CompileError> {
+    let size = dumped_code_size(template);
+    let unwind = unwind::jitdump_unwind(template, size)?;
+    Ok((size.next_multiple_of(8) + unwind.mapped_size) as usize)
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: what `perf record -k 1` stamps samples with.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+pub struct JitDump {
+    file: File,
+    path: PathBuf,
+    pid: u32,
+    code: Vec<u8>,
+    unwind: JitUnwind,
+    next_index: u64,
+    buf: Vec<u8>,
+}
+
+fn put_u32(b: &mut Vec<u8>, v: u32) {
+    b.extend_from_slice(&v.to_ne_bytes());
+}
+
+fn put_u64(b: &mut Vec<u8>, v: u64) {
+    b.extend_from_slice(&v.to_ne_bytes());
+}
+
+impl JitDump {
+    /// Creates the dump at `path` (perf wants it named `jit-<pid>.dump`; mode 0600, never
+    /// through a symlink), writes the header and maps the first page executable.
+    pub fn open(path: &Path, pid: u32, template: &Template) -> Result<JitDump, OpenError> {
+        let path = path.to_path_buf();
+        let fail = |error: io::Error| OpenError { kind: KIND, path: path.clone(), error };
+        let other = |e: CompileError| fail(io::Error::other(e.to_string()));
+        let elf_mach = elf_machine(template).map_err(other)?;
+        let unwind = unwind::jitdump_unwind(template, dumped_code_size(template)).map_err(other)?;
+        // Read access too: the marker mapping below needs it.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(fail)?;
+        let mut header = Vec::with_capacity(HEADER_SIZE as usize);
+        for v in [MAGIC, VERSION, HEADER_SIZE, elf_mach, 0, pid] {
+            put_u32(&mut header, v);
+        }
+        put_u64(&mut header, monotonic_ns());
+        put_u64(&mut header, 0); // flags: timestamps are CLOCK_MONOTONIC, not the arch's
+        if let Err(e) = file.write_all(&header).and_then(|()| map_marker(&file)) {
+            // A dump perf can never find is only litter.
+            let _ = std::fs::remove_file(&path);
+            return Err(fail(e));
+        }
+        Ok(JitDump {
+            file,
+            path,
+            pid,
+            code: template.code.clone(),
+            unwind,
+            next_index: 0,
+            buf: Vec::with_capacity(512),
+        })
+    }
+}
+
+/// Maps the dump's first page executable and leaves it mapped for the life of the process:
+/// the mmap event in perf.data is how `perf inject --jit` finds the dump.
+fn map_marker(file: &File) -> io::Result<()> {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    // SAFETY: a private read-only mapping of our own file; nothing reads or writes it.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            page,
+            libc::PROT_READ | libc::PROT_EXEC,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!(
+                "cannot map it executable ({e}); perf inject --jit finds dumps through that \
+                 mapping: is the directory on a noexec mount? Set PERF_TRAMPOLINE_DIR to \
+                 another directory"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Sink for JitDump {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `CODE_UNWINDING_INFO` then `CODE_LOAD` with one `write(2)`: a record is in the
+    /// file (page cache) as soon as this returns, so `perf inject` can read a running
+    /// program's dump and nothing is lost if the process is killed.
+    fn record(&mut self, sym: &Symbol) -> io::Result<()> {
+        let b = &mut self.buf;
+        b.clear();
+        let now = monotonic_ns();
+        let u = &self.unwind;
+        let unwind_total = (16 + 24 + u.data.len()).next_multiple_of(8);
+        put_u32(b, CODE_UNWINDING_INFO);
+        put_u32(b, unwind_total as u32);
+        put_u64(b, now);
+        put_u64(b, u.data.len() as u64);
+        put_u64(b, u.eh_frame_hdr_size);
+        put_u64(b, u.mapped_size);
+        b.extend_from_slice(&u.data);
+        b.resize(unwind_total, 0);
+
+        let name = name::clean(sym.name);
+        let code_size = self.code.len() + SALT_LEN;
+        let load_total = 16 + 40 + name.len() + 1 + code_size;
+        put_u32(b, CODE_LOAD);
+        put_u32(b, load_total as u32);
+        put_u64(b, now);
+        put_u32(b, self.pid);
+        put_u32(b, gettid());
+        put_u64(b, sym.addr as u64); // vma
+        put_u64(b, sym.addr as u64); // code_addr
+        put_u64(b, code_size as u64);
+        put_u64(b, self.next_index);
+        b.extend_from_slice(name.as_bytes());
+        b.push(0);
+        // perf reads the code from the record's end; nothing may follow it.
+        b.extend_from_slice(&self.code);
+        put_u64(b, self.next_index);
+        self.next_index += 1;
+
+        let n = (&self.file).write(b)?;
+        if n != b.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write ({n} of {} bytes)", b.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        let mut b = Vec::with_capacity(16);
+        put_u32(&mut b, CODE_CLOSE);
+        put_u32(&mut b, 16);
+        put_u64(&mut b, monotonic_ns());
+        (&self.file).write_all(&b)
+    }
+}

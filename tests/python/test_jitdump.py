@@ -1,0 +1,182 @@
+"""The jitdump backend end to end: perf record --call-graph dwarf, perf inject --jit, perf
+script, on interpreters built without frame pointers; compared with CPython's own perf_jit."""
+
+import collections
+import glob
+import os
+import signal
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import copy_example
+from perf_trampoline.stacks import chain_share, python_chain, samples
+
+SEED_CHAIN = ["foo", "bar", "baz", "<module>"]
+
+
+def dwarf_profile(interp, work, python_args, env):
+    """Records ``python_args`` with DWARF call graphs, injects the jitdump, returns perf
+    script's text. The dump stays in /tmp: sid's perf 7.2 (run in the sid root) did not unwind
+    through jitted images that perf inject wrote elsewhere, host perf 6.1 did. The process's
+    files in /tmp are removed afterwards; the build-id cache stays inside ``work``."""
+    cache = str(work / "buildid-cache")
+    rec = interp.perf(["--buildid-dir", cache, "record", "-F", "999", "-g", "-k", "1",
+                       "--call-graph", "dwarf", "-q", "-o", str(work / "perf.data"), "--", "env"]
+                      + ["%s=%s" % kv for kv in env.items()] + interp.python + python_args, cwd=work)
+    assert rec.returncode == 0, rec.stderr.decode()
+    inj = interp.perf(["--buildid-dir", cache, "inject", "-i", str(work / "perf.data"), "--jit",
+                       "-o", str(work / "perf.jit.data")], cwd=work)
+    assert inj.returncode == 0, inj.stderr.decode()
+    script = interp.perf(["--buildid-dir", cache, "script", "-i", str(work / "perf.jit.data")], cwd=work)
+    assert script.returncode == 0, script.stderr.decode()
+    text = script.stdout.decode(errors="replace")
+    remove_tmp_outputs(text)
+    return text
+
+
+def test_dwarf_workflow_shows_the_full_chain(interp, work):
+    seed = copy_example("seed_example.py", work)
+    text = dwarf_profile(interp, work, ["-m", "perf_trampoline", "--backend", "perf_jit", str(seed), "40000000"], {})
+    hits, total = chain_share(text, SEED_CHAIN, filename=str(seed))
+    assert total >= 300, "too few samples to judge: %d" % total
+    assert hits >= 0.9 * total, "%d of %d samples show foo < bar < baz < <module>" % (hits, total)
+
+
+def remove_tmp_outputs(perf_script_text):
+    """Removes /tmp/jit-<pid>.dump, /tmp/jitted-<pid>-*.so and /tmp/perf-<pid>.map of the
+    processes in a perf script."""
+    for header, _ in samples(perf_script_text):
+        pid = header.split()[1]
+        if pid.isdigit():
+            for path in glob.glob("/tmp/jit-%s.dump" % pid) + glob.glob("/tmp/jitted-%s-*.so" % pid) \
+                    + glob.glob("/tmp/perf-%s.map" % pid):
+                os.unlink(path)
+
+
+def chains_and_names(text, seed):
+    """The most common Python chain, and every py:: name of the seed file seen."""
+    counts = collections.Counter()
+    names = set()
+    for _, frames in samples(text):
+        chain = tuple(q for q, f in python_chain(frames) if f == str(seed))
+        counts[chain] += 1
+        names.update(f for f in frames if f.startswith("py::") and f.endswith(":" + str(seed)))
+    return counts.most_common(1)[0][0], names
+
+
+def test_same_chain_and_names_as_cpythons_own_perf_jit(interp, work):
+    if interp.version < (3, 13):
+        pytest.skip("CPython %d.%d has no perf_jit of its own (added in 3.13)" % interp.version[:2])
+    seed = copy_example("seed_example.py", work)
+    ours = dwarf_profile(interp, work, [str(seed), "20000000"], {"PERF_TRAMPOLINE": "perf_jit"})
+    theirs_dir = work / "cpython"
+    theirs_dir.mkdir()
+    theirs = dwarf_profile(interp, theirs_dir, ["-X", "perf_jit", str(seed), "20000000"], {})
+    ours_chain, ours_names = chains_and_names(ours, seed)
+    theirs_chain, theirs_names = chains_and_names(theirs, seed)
+    assert ours_chain == theirs_chain == tuple(SEED_CHAIN)
+    assert ours_names == theirs_names
+
+
+def parse_dump(data):
+    """(record ids, bytes left after the last whole record) of a jitdump."""
+    magic, version, header_size = struct.unpack_from("=III", data, 0)
+    assert magic == 0x4A695444 and version == 1
+    ids, pos = [], header_size
+    while pos + 16 <= len(data):
+        rid, size = struct.unpack_from("=II", data, pos)
+        if pos + size > len(data):
+            break
+        ids.append(rid)
+        pos += size
+    return ids, len(data) - pos
+
+
+KILLED = r'''
+import os, signal, sys
+def work(n):
+    return sum(range(n))
+for i in range(50):
+    exec("def f%d():\n    return work(10)\nf%d()" % (i, i))
+print(os.getpid(), flush=True)
+if sys.argv[1] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_dump_is_whole_after_exit_and_after_sigkill(interp, work, how):
+    (work / "killed.py").write_text(KILLED)
+    out = interp.run([str(work / "killed.py"), how],
+                     env={"PERF_TRAMPOLINE": "perf_jit", "PERF_TRAMPOLINE_DIR": str(work)})
+    assert out.returncode == (-signal.SIGKILL if how == "kill" else 0), out.stderr.decode()
+    pid = int(out.stdout.split()[0])
+    ids, trailing = parse_dump((work / ("jit-%d.dump" % pid)).read_bytes())
+    assert trailing == 0, "a record was cut"
+    loads = ids.count(0)
+    assert loads >= 52  # work, 50 exec'd functions and their <module> code
+    assert ids.count(4) == loads  # one unwinding record each
+    assert (ids[-1] == 3) == (how == "exit"), "CODE_CLOSE only at a normal exit"
+
+
+LONG_RUNNING = r'''
+import os, sys, time
+def early_bird():
+    return sum(range(1000))
+for _ in range(200):
+    early_bird()
+open(sys.argv[1], "w").close()   # tell the test we are ready
+deadline = time.time() + 60
+while not os.path.exists(sys.argv[2]) and time.time() < deadline:
+    early_bird()
+'''
+
+
+def test_running_programs_dump_is_readable_by_perf_inject(interp, work):
+    """perf attaches to a server-like program for a second and is done with it while the
+    program keeps running: perf inject must find every record written so far."""
+    (work / "long.py").write_text(LONG_RUNNING)
+    ready, stop = work / "ready", work / "stop"
+    env = dict(os.environ, PERF_TRAMPOLINE="perf_jit")
+    prog = subprocess.Popen(interp.wrap + interp.python + [str(work / "long.py"), str(ready), str(stop)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while not ready.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), "program never got ready"
+        pid = python_pid(prog.pid, work / "long.py")
+        cache = str(work / "buildid-cache")
+        rec = interp.perf(["--buildid-dir", cache, "record", "-F", "999", "-g", "-k", "1", "--call-graph",
+                           "dwarf", "-q", "-p", str(pid), "-o", str(work / "perf.data"), "--", "sleep", "1"],
+                          cwd=work)
+        assert rec.returncode == 0, rec.stderr.decode()
+        inj = interp.perf(["--buildid-dir", cache, "inject", "-i", str(work / "perf.data"), "--jit",
+                           "-o", str(work / "perf.jit.data")], cwd=work)
+        assert inj.returncode == 0, inj.stderr.decode()
+        assert prog.poll() is None, "the program must still be running"
+        script = interp.perf(["--buildid-dir", cache, "script", "-i", str(work / "perf.jit.data")], cwd=work)
+        text = script.stdout.decode(errors="replace")
+        remove_tmp_outputs(text)
+        hits, total = chain_share(text, ["early_bird", "<module>"], filename=str(work / "long.py"))
+        assert total > 100 and hits >= 0.5 * total, "%d of %d samples show early_bird < <module>" % (hits, total)
+    finally:
+        stop.touch()
+        prog.wait(timeout=120)
+
+
+def python_pid(launcher_pid, script):
+    """The pid of the interpreter running ``script`` (the launcher may be a wrapper)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if str(script).encode() in argv and b"python" in os.path.basename(argv[0]):
+                return int(entry)
+    raise AssertionError("no python process runs %s (launcher %d)" % (script, launcher_pid))

@@ -2,8 +2,11 @@
 //! unwind info: absolute (to register with an unwinder in-process) or laid out for the ELF
 //! image `perf inject --jit` builds around each jitdump `CODE_LOAD`.
 
-use cranelift_codegen::gimli::write::{Address, EhFrame, EndianVec, FrameTable, Writer};
-use cranelift_codegen::gimli::{self, RunTimeEndian, constants};
+use gimli::write::{
+    Address, CallFrameInstruction, EhFrame, EndianVec, FrameDescriptionEntry, FrameTable, Writer,
+};
+use gimli::{self, Register as R, RunTimeEndian, constants};
+use target_lexicon::Architecture;
 
 use crate::compiler::{CompileError, Template};
 
@@ -22,16 +25,21 @@ fn err(e: gimli::write::Error) -> CompileError {
 /// Writes CIE + FDE (+ the zero terminator unwinders look for and gimli does not write).
 /// With `pcrel`, `code_address` is relative to the start of the section.
 fn write_eh_frame(template: &Template, code_address: u64, pcrel: bool) -> Result<(Vec<u8>, usize), CompileError> {
-    let mut cie = template
-        .isa
-        .create_systemv_cie()
-        .ok_or_else(|| CompileError::Cranelift("ISA has no SystemV CIE".into()))?;
+    let mut cie = cie(template)?;
     if pcrel {
         cie.fde_address_encoding = constants::DW_EH_PE_pcrel | constants::DW_EH_PE_sdata4;
     }
+    let mut rules = cranelift_rules(template)?;
+    rules.extend(patched_rules(template)?);
+    // Address order, as an FDE needs; at equal offsets our corrections come last and win.
+    rules.sort_by_key(|(at, _)| *at);
+    let mut fde = FrameDescriptionEntry::new(Address::Constant(code_address), template.code.len() as u32);
+    for (at, rule) in rules {
+        fde.add_instruction(at, rule);
+    }
     let mut table = FrameTable::default();
     let cie_id = table.add_cie(cie);
-    table.add_fde(cie_id, template.unwind.to_fde(Address::Constant(code_address)));
+    table.add_fde(cie_id, fde);
     let mut out = EhFrame(EndianVec::new(endianness(template)));
     table.write_eh_frame(&mut out).map_err(err)?;
     out.0.write_u32(0).map_err(err)?;
@@ -43,6 +51,130 @@ fn write_eh_frame(template: &Template, code_address: u64, pcrel: bool) -> Result
         RunTimeEndian::Big => u32::from_be_bytes(cie_len),
     };
     Ok((bytes, 4 + cie_len as usize))
+}
+
+fn cie(template: &Template) -> Result<gimli::write::CommonInformationEntry, CompileError> {
+    template
+        .isa
+        .create_systemv_cie()
+        .ok_or_else(|| CompileError::Cranelift("ISA has no SystemV CIE".into()))
+}
+
+/// Cranelift's unwind rules for the template, as (offset, rule). Cranelift only hands them
+/// out inside a gimli FDE, which cannot be read back or extended out of order, so we write
+/// that FDE and read its rules back.
+fn cranelift_rules(template: &Template) -> Result<Vec<(u32, CallFrameInstruction)>, CompileError> {
+    use gimli::read::{self, CallFrameInstruction as I, UnwindSection};
+    let mut table = FrameTable::default();
+    let cie_id = table.add_cie(cie(template)?);
+    table.add_fde(cie_id, template.unwind.to_fde(Address::Constant(0)));
+    let mut out = EhFrame(EndianVec::new(endianness(template)));
+    table.write_eh_frame(&mut out).map_err(err)?;
+    let bytes = out.0.into_vec();
+    let section = read::EhFrame::new(&bytes, endianness(template));
+    let bases = read::BaseAddresses::default();
+    let bad = |e: gimli::read::Error| CompileError::Cranelift(format!("reading Cranelift's CFI: {e}"));
+    let fde = section.fde_for_address(&bases, 0, read::EhFrame::cie_from_offset).map_err(bad)?;
+    let (caf, daf) = (fde.cie().code_alignment_factor(), fde.cie().data_alignment_factor());
+    let mut at = 0u32;
+    let mut rules = Vec::new();
+    let mut insts = fde.instructions(&section, &bases);
+    while let Some(inst) = insts.next().map_err(bad)? {
+        let rule = match inst {
+            I::AdvanceLoc { delta } => {
+                at += delta * caf as u32;
+                continue;
+            }
+            I::Nop => continue,
+            I::DefCfa { register, offset } => CallFrameInstruction::Cfa(register, offset as i32),
+            I::DefCfaRegister { register } => CallFrameInstruction::CfaRegister(register),
+            I::DefCfaOffset { offset } => CallFrameInstruction::CfaOffset(offset as i32),
+            I::Offset { register, factored_offset } => {
+                CallFrameInstruction::Offset(register, (factored_offset as i64 * daf) as i32)
+            }
+            other => {
+                return Err(CompileError::Cranelift(format!("unexpected CFI from Cranelift: {other:?}")));
+            }
+        };
+        rules.push((at, rule));
+    }
+    Ok(rules)
+}
+
+/// Code that Cranelift's unwind info does not describe exactly, and the rules that do.
+struct Patch {
+    /// Where the code starts: at the start of the function, or at the call's return address.
+    after_call: bool,
+    /// The machine code the rules are for.
+    bytes: &'static [u8],
+    /// (offset from the patch's start, rule that holds from there on).
+    rules: fn() -> Vec<(u32, CallFrameInstruction)>,
+}
+
+/// Per ISA, what Cranelift's unwind info gets wrong for this function. It describes the
+/// prologue only, and on riscv64 only once all registers are saved; a sampling profiler can
+/// land anywhere, so we describe the whole body. The code's shape is fixed for this one
+/// function: if Cranelift ever emits different code there, we refuse rather than guess.
+fn patches(arch: Architecture) -> Option<Vec<Patch>> {
+    use CallFrameInstruction as C;
+    Some(match arch {
+        Architecture::X86_64 => vec![Patch {
+            after_call: true, // mov rsp, rbp; pop rbp; ret
+            bytes: &[0x48, 0x89, 0xec, 0x5d, 0xc3],
+            rules: || vec![(4, C::Cfa(R(7), 8)), (4, C::SameValue(R(6)))],
+        }],
+        Architecture::Aarch64(_) => vec![Patch {
+            after_call: true, // ldp x29, x30, [sp], #16; ret
+            bytes: &[0xfd, 0x7b, 0xc1, 0xa8, 0xc0, 0x03, 0x5f, 0xd6],
+            rules: || vec![(4, C::Cfa(R(31), 0)), (4, C::SameValue(R(29))), (4, C::SameValue(R(30)))],
+        }],
+        Architecture::Riscv64(_) => vec![
+            Patch {
+                after_call: false, // addi sp, sp, -16: the CFA moves before ra and s0 are saved
+                bytes: &[0x13, 0x01, 0x01, 0xff],
+                rules: || vec![(4, C::CfaOffset(16))],
+            },
+            Patch {
+                after_call: true, // ld ra, 8(sp); ld s0, 0(sp); addi sp, sp, 16; ret
+                bytes: &[0x83, 0x30, 0x81, 0x00, 0x03, 0x34, 0x01, 0x00, 0x13, 0x01, 0x01, 0x01, 0x67, 0x80, 0x00, 0x00],
+                rules: || {
+                    vec![
+                        (4, C::SameValue(R(1))),
+                        (8, C::Cfa(R(2), 16)),
+                        (8, C::SameValue(R(8))),
+                        (12, C::CfaOffset(0)),
+                    ]
+                },
+            },
+        ],
+        Architecture::S390x => vec![Patch {
+            after_call: true, // lmg %r14, %r15, 272(%r15); br %r14
+            bytes: &[0xeb, 0xef, 0xf1, 0x10, 0x00, 0x04, 0x07, 0xfe],
+            rules: || vec![(6, C::CfaOffset(160)), (6, C::SameValue(R(14)))],
+        }],
+        _ => return None,
+    })
+}
+
+/// The rules of [`patches`] for `template`, at offsets from the start of the code.
+fn patched_rules(template: &Template) -> Result<Vec<(u32, CallFrameInstruction)>, CompileError> {
+    let triple = template.isa.triple();
+    let patches =
+        patches(triple.architecture).ok_or_else(|| CompileError::UnsupportedTarget(triple.to_string()))?;
+    let mut out = Vec::new();
+    for p in patches {
+        let start = if p.after_call { template.call_return_offset } else { 0 } as usize;
+        let code = template.code.get(start..start + p.bytes.len());
+        if code != Some(p.bytes) {
+            return Err(CompileError::Cranelift(format!(
+                "unexpected trampoline code at +{start}: {:02x?} (expected {:02x?}); its unwind rules would be wrong",
+                code.unwrap_or(&[]),
+                p.bytes
+            )));
+        }
+        out.extend((p.rules)().into_iter().map(|(at, rule)| (start as u32 + at, rule)));
+    }
+    Ok(out)
 }
 
 /// A complete `.eh_frame` section describing the template loaded at `code_address`.

@@ -71,6 +71,30 @@ def test_cpython_switches_where_cpython_lacks_them(interp, work, switch):
         assert list(work.glob("perf-*.map"))
 
 
+@pytest.mark.parametrize("switches,expected", [
+    ({"env": {"PYTHON_PERF_JIT_SUPPORT": "1"}}, "jit"),
+    ({"args": ["-X", "perf_jit"]}, "jit"),
+    # perf_jit wins over perf at the same level; -X wins over the environment.
+    ({"env": {"PYTHONPERFSUPPORT": "1", "PYTHON_PERF_JIT_SUPPORT": "1"}}, "jit"),
+    ({"args": ["-X", "perf", "-X", "perf_jit"]}, "jit"),
+    ({"args": ["-X", "perf"], "env": {"PYTHON_PERF_JIT_SUPPORT": "1"}}, "map"),
+    # Ours names the backends itself and comes first.
+    ({"args": ["-X", "perf_jit"], "env": {"PERF_TRAMPOLINE": "perf"}}, "map"),
+    ({"env": {"PERF_TRAMPOLINE": "perf,perf_jit"}}, "both"),
+])
+def test_which_output_each_switch_selects(interp, work, switches, expected):
+    cpythons = switches.get("args") or set(switches.get("env", {})) - {"PERF_TRAMPOLINE"}
+    if interp.version >= (3, 12) and cpythons:
+        pytest.skip("CPython %d.%d handles its own perf switches" % interp.version[:2])
+    env = dict(switches.get("env", {}), PERF_TRAMPOLINE_DIR=str(work))
+    out = interp.run(switches.get("args", []) + ["-c", "import os; print(os.getpid()); f = lambda: 1; f()"], env=env)
+    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
+    pid = int(out.stdout)
+    wrote = {"map": (work / ("perf-%d.map" % pid)).exists(), "jit": (work / ("jit-%d.dump" % pid)).exists()}
+    want = {"map": expected in ("map", "both"), "jit": expected in ("jit", "both")}
+    assert wrote == want
+
+
 @pytest.mark.parametrize("how,needle", [
     ({"env": {"PERF_TRAMPOLINE": "perff"}}, "PERF_TRAMPOLINE='perff': unknown backend \"perff\"; accepted: perf, perf_jit, perf,perf_jit"),
     ({"env": {"PYTHONPERFSUPPORT": "yes"}}, "PYTHONPERFSUPPORT='yes' is not valid; accepted: 0, 1"),

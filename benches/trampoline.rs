@@ -1,0 +1,2 @@
+//! Placeholder: criterion benches of trampoline overhead (being written).
+fn main() {}

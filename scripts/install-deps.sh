@@ -2,7 +2,7 @@
 # Installs the host packages the build and the tests need (idempotent; fast when present).
 set -euo pipefail
 
-apt_pkgs=(linux-perf mmdebstrap binutils binutils-multiarch)
+apt_pkgs=(linux-perf mmdebstrap binutils binutils-multiarch chromium)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

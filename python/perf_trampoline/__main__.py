@@ -11,7 +11,8 @@ import runpy
 import sys
 import types
 
-USAGE = "usage: python -m perf_trampoline [--backend BACKEND] (script.py | -m module) [args ...]"
+USAGE = ("usage: python -m perf_trampoline [--backend BACKEND] (script.py | -m module) [args ...]\n"
+         "       python -m perf_trampoline (record | report | doctor) ...   (see perf-trampoline --help)")
 
 
 def _parse(argv):
@@ -79,7 +80,12 @@ def _load_script(path):
 def main(argv=None):
     from . import activate
 
-    backend, (kind, target), new_argv = _parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("record", "report", "doctor"):
+        from . import cli
+
+        sys.exit(cli.main(argv))
+    backend, (kind, target), new_argv = _parse(argv)
     try:
         activate(backend)
     except Exception as e:  # the script must run even when support cannot be turned on

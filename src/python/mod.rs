@@ -1,6 +1,7 @@
 //! The `perf_trampoline._native` extension module: activate, deactivate, is_active.
 
 mod capi;
+mod flamegraph;
 mod hook;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
@@ -170,6 +171,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(deactivate, m)?)?;
     m.add_function(wrap_pyfunction!(is_active, m)?)?;
     m.add_function(wrap_pyfunction!(_state, m)?)?;
+    m.add_function(wrap_pyfunction!(flamegraph::flamegraph_svg, m)?)?;
     m.add("BACKENDS", backend::NAMES.to_vec())?;
     m.add("STRATEGIES", Strategy::NAMES.to_vec())?;
     Ok(())

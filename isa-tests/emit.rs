@@ -11,7 +11,7 @@ use std::path::Path;
 use std::{env, fs};
 
 use perf_trampoline::compiler::{Target, Template, compile};
-use perf_trampoline::unwind;
+use perf_trampoline::{arena, unwind};
 
 /// Where the harness maps the good copies, and why there (4 KiB pages, as qemu-user has on
 /// this host). Above 4 GiB, a pc_begin cut to 32 bits would name another address. The last
@@ -20,13 +20,15 @@ use perf_trampoline::unwind;
 /// a chunk has nothing mapped after it (anything reading past the code faults). All lie below
 /// 2^38, the smallest user address space of the four (riscv64 Sv39).
 fn copy_addresses(code_len: usize) -> [(u64, &'static str); 4] {
-    // The arena's slot stride for this template (src/arena.rs: length rounded up to 16).
+    // The arena's slot stride for this template (src/arena.rs: length rounded up to 16), and
+    // where it puts the last copy of a one-page chunk: it keeps READ_SLACK bytes free at the end.
     let stride = (code_len as u64).next_multiple_of(16);
+    let last = (4096 - arena::READ_SLACK as u64) / stride - 1;
     [
         (0x2000_0000, "page start"),
         (0x10_4000_0010, "above 4 GiB"),
         (0x3000_1000 - 16, "16 bytes before a page end"),
-        (0x3400_1000 - stride, "last arena slot of a mapping"),
+        (0x3400_0000 + last * stride, "last arena slot of a mapping"),
     ]
 }
 
@@ -82,8 +84,8 @@ const ISAS: &[Isa] = &[
         name: "riscv64",
         triple: "riscv64gc-unknown-linux-gnu",
         unlink: &[Patch {
-            asm: "mv fp,sp",
-            bytes: &[0x13, 0x04, 0x01, 0x00],
+            asm: "addi fp,sp,16",
+            bytes: &[0x13, 0x04, 0x01, 0x01],
             nop: &[0x13, 0x00, 0x00, 0x00],
         }],
     },
@@ -148,6 +150,8 @@ fn header(isa: &Isa, t: &Template) -> Result<String, Box<dyn Error>> {
         isa.triple
     )?;
     writeln!(h, "#define ISA_NAME \"{}\"", isa.name)?;
+    // The arena keeps this many bytes after every copy mapped; the harness must do the same.
+    writeln!(h, "#define READ_SLACK {}", arena::READ_SLACK)?;
     writeln!(
         h,
         "#define TRAMP_CALL_RETURN_OFFSET {}",

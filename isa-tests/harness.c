@@ -274,7 +274,8 @@ static uintptr_t load_copy(uintptr_t addr, const unsigned char *code, size_t len
 {
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t base = addr & ~(page - 1);
-    size_t span = (addr + len - base + page - 1) & ~(page - 1);
+    /* Like the arena, keep READ_SLACK bytes after the copy mapped: unwinders peek past the code. */
+    size_t span = (addr + len + READ_SLACK - base + page - 1) & ~(page - 1);
     /* qemu-user before 8.x treats MAP_FIXED_NOREPLACE as a hint, hence the address check. */
     void *m = mmap((void *)base, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (m != (void *)base) {

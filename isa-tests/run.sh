@@ -23,35 +23,51 @@ missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# A step that fails leaves its ISAs without results; the table still comes, so CI always gets
+# its last line.
 if ((${#missing[@]})); then
     sudo=()
     ((EUID == 0)) || sudo=(sudo)
     say "installing ${missing[*]}"
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    { "${sudo[@]}" apt-get update -qq &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } ||
+        say "installing failed"
 fi
 
-say "emitting templates and .eh_frame (cargo example isa_emit)"
+# One run at a time per output directory (a second one would delete the first one's files),
+# and results of an earlier run must not stand in for this one's.
+mkdir -p "${out%/*}"
+exec 9>"$out.lock"
+flock 9
+rm -rf "$out"
 mkdir -p "$out"
-(cd "$root" && cargo run --quiet --example isa_emit -- "$out")
+say "emitting templates and .eh_frame (cargo example isa_emit)"
+built=()
+if (cd "$root" && cargo run --quiet --example isa_emit -- "$out"); then
+    # -fno-optimize-sibling-calls keeps call_through's frame alive during the call, as CPython's
+    # is; frame pointers and unwind tables are what the walks need from the harness's own code.
+    cflags=(-O2 -g -static -Wall -Wextra -Werror -fno-omit-frame-pointer -fasynchronous-unwind-tables
+            -fno-optimize-sibling-calls)
+    say "building the harnesses"
+    for isa in "${isas[@]}"; do
+        extra=()
+        case $isa in
+            # Return addresses saved by the harness must stay unsigned to be compared with ours.
+            aarch64) extra=(-mbranch-protection=none) ;;
+            # Without it gcc's s390x frames carry no back chain, and there is nothing to walk.
+            s390x) extra=(-mbackchain) ;;
+        esac
+        if "$isa-linux-gnu-gcc" "${cflags[@]}" "${extra[@]}" -I "$out/$isa" -o "$out/$isa/harness" "$here/harness.c"; then
+            built+=("$isa")
+        else
+            say "building the $isa harness failed"
+        fi
+    done
+else
+    say "the emitter failed: nothing to run"
+fi
 
-# -fno-optimize-sibling-calls keeps call_through's frame alive during the call, as CPython's is;
-# frame pointers and unwind tables are what the walks under test need from the harness's own code.
-cflags=(-O2 -g -static -Wall -Wextra -Werror -fno-omit-frame-pointer -fasynchronous-unwind-tables
-        -fno-optimize-sibling-calls)
-say "building the harnesses"
-for isa in "${isas[@]}"; do
-    extra=()
-    case $isa in
-        # Return addresses saved by the harness must stay unsigned to be compared with ours.
-        aarch64) extra=(-mbranch-protection=none) ;;
-        # Without it gcc's s390x frames carry no back chain, and there is nothing to walk.
-        s390x) extra=(-mbackchain) ;;
-    esac
-    "$isa-linux-gnu-gcc" "${cflags[@]}" "${extra[@]}" -I "$out/$isa" -o "$out/$isa/harness" "$here/harness.c"
-done
-
-for isa in "${isas[@]}"; do
+for isa in "${built[@]}"; do
     runner=()
     [[ $isa == "$(uname -m)" ]] || runner=("qemu-$isa")
     say "running $isa${runner:+ under ${runner[*]}}"
@@ -75,7 +91,7 @@ row ISA "${checks[@]}"
 for isa in "${isas[@]}"; do
     cells=()
     for check in "${checks[@]}"; do
-        line=$(grep -E "^(PASS|FAIL) $isa $check:" "$out/$isa/result.txt" | head -n1 || true)
+        line=$(grep -sE "^(PASS|FAIL) $isa $check:" "$out/$isa/result.txt" | head -n1 || true)
         status=${line%% *}
         if [[ $status == PASS ]]; then
             passed=$((passed + 1))

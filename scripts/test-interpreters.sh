@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Builds the wheel once and installs it into every test interpreter: the host's python3.11
-# (and pyenv's 3.12 when the machine has it) in venvs under target/venvs, and sid's 3.13, 3.14
-# and 3.15 in venvs under target/venvs too, run inside the cached sid root. Writes
-# target/interpreters.json for the tests.
+# Builds the wheel once and installs it into a venv under target/venvs for every test
+# interpreter: the host's python3.11 (and pyenv's 3.10 and 3.12 when the machine has them),
+# Debian bullseye's 3.9 and sid's 3.13, 3.14 and 3.15 (run inside cached Debian roots, each
+# with its suite's perf). Writes target/interpreters.json for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
 
 host_py=${HOST_PYTHON:-python3.11}
-root=$(scripts/sid-root.sh)
 
+# One wheel for all of them, linked against bullseye's glibc 2.31 (the oldest of the test
+# interpreters' C libraries) so it also loads there. It gets its own target directory: these
+# RUSTFLAGS replace .cargo/config.toml's (hence the frame pointers again), and sharing
+# target/release with `cargo bench` would rebuild everything at every switch.
+sysroot=$(scripts/debian-root.sh bullseye)
 echo "test-interpreters: building the wheel (release)" >&2
 rm -rf target/wheels
-"$host_py" -m maturin build --release --quiet -i "$host_py" -o target/wheels >&2
+RUSTFLAGS="-C force-frame-pointers=yes -C link-arg=--sysroot=$sysroot \
+ -C link-arg=-L$sysroot/usr/lib/x86_64-linux-gnu -C link-arg=-L$sysroot/lib/x86_64-linux-gnu" \
+CARGO_TARGET_DIR=target/wheel-build \
+    "$host_py" -m maturin build --release --quiet -i "$host_py" -o target/wheels >&2
 wheel=$(ls target/wheels/*.whl)
 
 entries=()
@@ -30,19 +37,23 @@ venv_host() { # version python
 venv_host 3.11 "$host_py"
 "target/venvs/3.11/bin/python" -c 'import pytest' 2>/dev/null ||
     target/venvs/3.11/bin/python -m pip install -q --disable-pip-version-check 'pytest>=8'
-if [ -x "$HOME/.pyenv/versions/3.12.1/bin/python3.12" ]; then
-    venv_host 3.12 "$HOME/.pyenv/versions/3.12.1/bin/python3.12"
-fi
+for v in 3.10.13 3.12.1; do
+    py=$HOME/.pyenv/versions/$v/bin/python${v%.*}
+    if [ -x "$py" ]; then venv_host "${v%.*}" "$py"; fi
+done
 
-# sid's venvs live in this checkout too (in-root.sh mounts it at the same path in the root),
-# so two checkouts never share an installed copy.
-for v in 3.13 3.14 3.15; do
-    dir=$top/target/venvs/sid-$v
+# The Debian roots' venvs live in this checkout too (in-root.sh mounts it at the same path in
+# the root), so two checkouts never share an installed copy.
+venv_root() { # suite version
+    local suite=$1 v=$2 root dir=$top/target/venvs/$1-$2
+    root=$(scripts/debian-root.sh "$suite")
     [ -x "$dir/bin/python" ] || scripts/in-root.sh "$root" "python$v" -m venv "$dir"
     scripts/in-root.sh "$root" "$dir/bin/python" -m pip install -q --disable-pip-version-check \
         --force-reinstall --no-deps --no-index "$top/$wheel"
-    add "sid-$v" "$v" "$dir/bin/python" "$top/scripts/in-root.sh" "$root"
-done
+    add "$suite-$v" "$v" "$dir/bin/python" "$top/scripts/in-root.sh" "$root"
+}
+venv_root bullseye 3.9
+for v in 3.13 3.14 3.15; do venv_root sid "$v"; done
 
 (IFS=,; echo "[${entries[*]}]") > target/interpreters.json
 echo "test-interpreters: $(grep -o '"name": "[^"]*"' target/interpreters.json | cut -d'"' -f4 | tr '\n' ' ')" >&2

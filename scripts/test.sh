@@ -12,4 +12,6 @@ echo "== cargo test"
 cargo test --quiet || status=1
 echo "== pytest"
 target/venvs/3.11/bin/python -m pytest -q -rs tests/python || status=1
+echo "== isa-tests"
+isa-tests/run.sh || status=1
 exit $status

@@ -6,8 +6,13 @@ use std::ptr;
 
 use crate::slots::{Slot, SlotError, SlotSource};
 
-/// How big a chunk is when the caller does not say (64 KiB: 4096 x86-64 slots).
+/// How big a chunk is when the caller does not say (64 KiB: 4095 x86-64 slots).
 pub const DEFAULT_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Bytes kept free at the end of every chunk. An unwinder without an FDE for a return
+/// address reads a few bytes there to look for a signal-return sequence (libgcc on x86-64
+/// reads 9); past the last copy of a chunk that read must still hit mapped memory.
+pub const READ_SLACK: usize = 16;
 
 /// Copies of one template, handed out one address at a time.
 ///
@@ -57,7 +62,7 @@ impl StampArena {
         StampArena {
             template: template.to_vec(),
             stride,
-            chunk_bytes: DEFAULT_CHUNK_BYTES.max(stride).next_multiple_of(page_size()),
+            chunk_bytes: DEFAULT_CHUNK_BYTES.max(stride + READ_SLACK).next_multiple_of(page_size()),
             budget: None,
             chunks: Vec::new(),
             next: 0,
@@ -67,7 +72,7 @@ impl StampArena {
 
     /// Sets the chunk size (rounded up to whole pages and to at least one slot).
     pub fn with_chunk_bytes(mut self, bytes: usize) -> StampArena {
-        self.chunk_bytes = bytes.max(self.stride).next_multiple_of(page_size());
+        self.chunk_bytes = bytes.max(self.stride + READ_SLACK).next_multiple_of(page_size());
         self
     }
 
@@ -110,7 +115,7 @@ impl StampArena {
             return Err(SlotError::Os(io::Error::last_os_error()));
         }
         let mem = base.cast::<u8>();
-        let copies = len / self.stride;
+        let copies = (len - READ_SLACK) / self.stride;
         // SAFETY: `mem` points at `len` writable bytes and copies * stride <= len.
         unsafe {
             ptr::write_bytes(mem, filler_byte(), len);

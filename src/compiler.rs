@@ -157,6 +157,28 @@ pub fn build_function(isa: &dyn isa::TargetIsa) -> ir::Function {
     func
 }
 
+/// riscv64: Cranelift sets `s0` to the stack pointer after pushing {ra, s0}, so it points at
+/// the saved `s0`. The psABI, GCC, LLVM and the kernel's perf stack walker want `s0` to be the
+/// frame's CFA, with {ra, s0} just below it; with Cranelift's value a frame-pointer walk stops
+/// at the first trampoline (wasmtime#10281). The body and epilogue address the frame through
+/// `sp`, so moving `s0` up by 16 changes nothing else. (`unwind.rs` describes the new `s0`.)
+const RISCV_MV_S0_SP: [u8; 4] = [0x13, 0x04, 0x01, 0x00]; // addi s0, sp, 0
+const RISCV_S0_IS_CFA: [u8; 4] = [0x13, 0x04, 0x01, 0x01]; // addi s0, sp, 16
+
+fn abi_fixups(isa: &dyn isa::TargetIsa, code: &mut [u8], disassembly: Option<&mut String>) -> Result<(), CompileError> {
+    if let Architecture::Riscv64(_) = isa.triple().architecture {
+        let at = code
+            .chunks_exact(4)
+            .position(|insn| insn == RISCV_MV_S0_SP)
+            .ok_or_else(|| cl_err("riscv64 prologue without `mv s0, sp`; cannot fix its frame pointer"))?;
+        code[at * 4..at * 4 + 4].copy_from_slice(&RISCV_S0_IS_CFA);
+        if let Some(text) = disassembly {
+            *text = text.replacen("mv fp,sp", "addi fp,sp,16  ; patched: fp = CFA, as the psABI wants", 1);
+        }
+    }
+    Ok(())
+}
+
 /// Compiles the trampoline template for `target`.
 pub fn compile(target: &Target, want_disassembly: bool) -> Result<Template, CompileError> {
     let isa = target_isa(target)?;
@@ -168,12 +190,13 @@ pub fn compile(target: &Target, want_disassembly: bool) -> Result<Template, Comp
     if !compiled.buffer.relocs().is_empty() {
         return Err(cl_err("template has relocations; it must be position independent"));
     }
-    let code = compiled.code_buffer().to_vec();
+    let mut code = compiled.code_buffer().to_vec();
+    let mut disassembly = compiled.vcode.clone();
+    abi_fixups(&*isa, &mut code, disassembly.as_mut())?;
     let call_return_offset = match compiled.buffer.call_sites().map(|c| c.ret_addr).collect::<Vec<_>>()[..] {
         [one] => one,
         ref other => return Err(cl_err(format!("expected exactly one call, found {}", other.len()))),
     };
-    let disassembly = compiled.vcode.clone();
     let unwind = match compiled.create_unwind_info(&*isa).map_err(cl_err)? {
         Some(UnwindInfo::SystemV(info)) => info,
         other => return Err(cl_err(format!("expected SystemV unwind info, got {other:?}"))),

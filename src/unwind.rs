@@ -130,9 +130,13 @@ fn patches(arch: Architecture) -> Option<Vec<Patch>> {
         }],
         Architecture::Riscv64(_) => vec![
             Patch {
-                after_call: false, // addi sp, sp, -16: the CFA moves before ra and s0 are saved
-                bytes: &[0x13, 0x01, 0x01, 0xff],
-                rules: || vec![(4, C::CfaOffset(16))],
+                // addi sp, sp, -16: the CFA moves before ra and s0 are saved; sd ra; sd s0;
+                // addi s0, sp, 16: compiler.rs makes s0 the CFA itself.
+                after_call: false,
+                bytes: &[
+                    0x13, 0x01, 0x01, 0xff, 0x23, 0x34, 0x11, 0x00, 0x23, 0x30, 0x81, 0x00, 0x13, 0x04, 0x01, 0x01,
+                ],
+                rules: || vec![(4, C::CfaOffset(16)), (16, C::Cfa(R(8), 0))],
             },
             Patch {
                 after_call: true, // ld ra, 8(sp); ld s0, 0(sp); addi sp, sp, 16; ret

@@ -83,7 +83,7 @@ fn stamped_slots_pass_everything_through_inside_a_real_frame() {
     let t = compile(&Target::Host, false).unwrap();
     // Small chunks, so several chunks (and chunk boundaries) are exercised.
     let mut arena = StampArena::new(&t.code, 0).with_chunk_bytes(4096);
-    let per_chunk = 4096 / arena.stride();
+    let per_chunk = (4096 - perf_trampoline::arena::READ_SLACK) / arena.stride();
     for i in 0..per_chunk * 3 + 1 {
         let slot = arena.next_slot().unwrap();
         if i % per_chunk == 0 || i % per_chunk == per_chunk - 1 {
@@ -137,7 +137,7 @@ fn stride_honours_the_minimum_asked_for() {
 fn an_exhausted_budget_is_a_clear_error_not_a_crash() {
     let t = compile(&Target::Host, false).unwrap();
     let mut arena = StampArena::new(&t.code, 0).with_chunk_bytes(4096).with_budget(Some(8192));
-    let fits = 2 * (4096 / arena.stride());
+    let fits = 2 * ((4096 - perf_trampoline::arena::READ_SLACK) / arena.stride());
     for _ in 0..fits {
         arena.next_slot().unwrap();
     }

@@ -48,12 +48,12 @@ const ISAS: &[Isa] = &[
     },
     Isa {
         triple: "riscv64gc-unknown-linux-gnu",
-        frame_setup: &["sd ra,8(sp)", "sd fp,0(sp)", "mv fp,sp"],
+        frame_setup: &["sd ra,8(sp)", "sd fp,0(sp)", "addi fp,sp,16"],
         call: "callind a3",
         call_bytes: &[0xe7, 0x80, 0x06, 0x00],
         tail_jump: "jr a3",
         cfa_reg: 8,
-        cfa_offset: 16,
+        cfa_offset: 0,
         saved_fp: Some((8, -16)),
     },
     Isa {

@@ -63,7 +63,7 @@ fn riscv64(insn: &str, ops: &str, s: &mut State) {
     match (insn, ops) {
         ("addi", "sp,sp,-16") => s.sp_to_cfa += 16,
         ("addi", "sp,sp,16") => s.sp_to_cfa -= 16,
-        ("addi", "s0,sp,0") => s.fp_to_cfa = Some(s.sp_to_cfa),
+        ("addi", "s0,sp,16") => s.fp_to_cfa = Some(s.sp_to_cfa - 16),
         ("ld", "s0,0(sp)") => s.fp_to_cfa = None,
         ("sd", _) | ("ld", "ra,8(sp)") | ("slli", _) | ("srai", _) | ("jalr", "ra,0(a3)") | ("jalr", "zero,0(ra)") => {}
         _ => unknown(insn, ops),

@@ -36,8 +36,14 @@ class Interpreter:
                               capture_output=True, **kw)
 
     def config_var(self, name):
-        out = self.run(["-c", "import sysconfig,sys; sys.stdout.write(sysconfig.get_config_var(%r) or '')" % name])
+        out = self.run(["-c", "import sysconfig,sys; sys.stdout.write(str(sysconfig.get_config_var(%r) or ''))" % name])
         return out.stdout.decode()
+
+    def perf_version(self):
+        """(major, minor) of the perf that runs beside this interpreter."""
+        out = self.perf(["--version"]).stdout.decode()  # "perf version 6.1.187"
+        major, minor = out.split()[2].split(".")[:2]
+        return int(major), int(minor)
 
     def has_frame_pointers(self):
         return "-fno-omit-frame-pointer" in self.config_var("CFLAGS") + self.config_var("CONFIGURE_CFLAGS")

@@ -38,7 +38,7 @@ impl fmt::Debug for StampArena {
         f.debug_struct("StampArena")
             .field("stride", &self.stride)
             .field("chunks", &self.chunks.len())
-            .field("mapped_bytes", &self.mapped_bytes())
+            .field("memory_bytes", &self.memory_bytes())
             .finish()
     }
 }
@@ -88,15 +88,11 @@ impl StampArena {
         self.stride
     }
 
-    /// Executable memory mapped so far.
-    pub fn mapped_bytes(&self) -> usize {
-        self.chunks.iter().map(|c| c.1).sum()
-    }
 
     fn map_chunk(&mut self) -> Result<(), SlotError> {
         let len = self.chunk_bytes;
         if let Some(budget) = self.budget
-            && self.mapped_bytes() + len > budget
+            && self.memory_bytes() + len > budget
         {
             return Err(SlotError::Exhausted { budget });
         }
@@ -153,6 +149,10 @@ impl StampArena {
 }
 
 impl SlotSource for StampArena {
+    fn memory_bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.1).sum()
+    }
+
     fn next_slot(&mut self) -> Result<Slot, SlotError> {
         if self.next == self.end {
             self.map_chunk()?;

@@ -50,14 +50,17 @@ impl Backends {
 
     /// The (kind, path) of each output for process `pid` in `dir`.
     pub fn outputs(self, dir: &Path, pid: u32) -> Vec<(&'static str, PathBuf)> {
-        let mut v = Vec::new();
-        if self.perf_map {
-            v.push((perf_map::KIND, dir.join(format!("perf-{pid}.map"))));
-        }
-        if self.jitdump {
-            v.push((jitdump::KIND, dir.join(format!("jit-{pid}.dump"))));
-        }
-        v
+        let kinds = [(self.perf_map, perf_map::KIND), (self.jitdump, jitdump::KIND)];
+        kinds.into_iter().filter(|(on, _)| *on).map(|(_, k)| (k, output_path(k, dir, pid))).collect()
+    }
+}
+
+/// Where an output of `kind` for process `pid` lives in `dir`: the names perf looks for.
+pub fn output_path(kind: &str, dir: &Path, pid: u32) -> PathBuf {
+    if kind == jitdump::KIND {
+        dir.join(format!("jit-{pid}.dump"))
+    } else {
+        dir.join(format!("perf-{pid}.map"))
     }
 }
 

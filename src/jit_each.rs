@@ -15,6 +15,7 @@ pub struct CompileEach {
     isa: OwnedTargetIsa,
     ctx: cranelift_codegen::Context,
     count: u64,
+    code_bytes: usize,
 }
 
 // SAFETY: JITModule holds raw pointers to memory it owns outright; nothing in it is tied to
@@ -36,11 +37,17 @@ impl CompileEach {
             isa,
             ctx,
             count: 0,
+            code_bytes: 0,
         })
     }
 }
 
 impl SlotSource for CompileEach {
+    /// The code's own bytes: cranelift-jit's page-granular allocations are not visible here.
+    fn memory_bytes(&self) -> usize {
+        self.code_bytes
+    }
+
     fn next_slot(&mut self) -> Result<Slot, SlotError> {
         self.ctx.clear();
         self.ctx.func = compiler::build_function(&*self.isa);
@@ -56,6 +63,7 @@ impl SlotSource for CompileEach {
         let size = self.ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
         self.module.finalize_definitions().map_err(jit_err)?;
         let addr = self.module.get_finalized_function(id) as usize;
+        self.code_bytes += size;
         Ok(Slot { addr, size })
     }
 }

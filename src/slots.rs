@@ -54,6 +54,8 @@ impl std::error::Error for SlotError {}
 /// Hands out trampoline addresses, each exactly once.
 pub trait SlotSource: Send {
     fn next_slot(&mut self) -> Result<Slot, SlotError>;
+    /// Executable memory taken so far, in bytes (for budgets and reports).
+    fn memory_bytes(&self) -> usize;
 }
 
 /// How trampolines are made.

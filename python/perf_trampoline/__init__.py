@@ -1,12 +1,56 @@
 """Python functions in Linux perf profiles: each code object runs inside its own native
-trampoline, named ``py::<qualname>:<filename>`` in ``/tmp/perf-<pid>.map``.
+trampoline, named ``py::<qualname>:<filename>`` in ``/tmp/perf-<pid>.map`` and/or
+``/tmp/jit-<pid>.dump``.
 
     import perf_trampoline
-    perf_trampoline.activate()      # backend="perf": the perf map
+    perf_trampoline.activate()          # backend="perf": the perf map; "perf_jit": jitdump
     ...
     perf_trampoline.deactivate()
 """
 
-from ._native import BACKENDS, STRATEGIES, activate, deactivate, is_active, _state
+import os
+import types
 
-__all__ = ["BACKENDS", "STRATEGIES", "activate", "deactivate", "is_active"]
+from ._native import (BACKENDS, STRATEGIES, _after_fork_in_child, _prepare_code, _state, activate, deactivate,
+                      is_active)
+
+__all__ = ["BACKENDS", "STRATEGIES", "activate", "deactivate", "is_active", "prepare"]
+
+# A forked child writes files of its own (see activate(persist_after_fork=...)).
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _code_objects(obj, seen):
+    """Yields every code object reachable from a module, class, function, method or code."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, types.CodeType):
+        yield obj
+        for const in obj.co_consts:  # nested functions, lambdas, comprehensions, classes
+            if isinstance(const, types.CodeType):
+                yield from _code_objects(const, seen)
+    elif isinstance(obj, (types.FunctionType, types.MethodType)):
+        yield from _code_objects(getattr(obj, "__func__", obj).__code__, seen)
+    elif isinstance(obj, (types.ModuleType, type)):
+        for value in list(vars(obj).values()):
+            if isinstance(value, (staticmethod, classmethod)):
+                value = value.__func__
+            elif isinstance(value, property):
+                for accessor in (value.fget, value.fset, value.fdel):
+                    if accessor is not None:
+                        yield from _code_objects(accessor, seen)
+                continue
+            if isinstance(value, type) and isinstance(obj, types.ModuleType) and value.__module__ != obj.__name__:
+                continue  # imported, not defined here
+            if isinstance(value, (types.FunctionType, types.MethodType, type, types.CodeType)):
+                yield from _code_objects(value, seen)
+
+
+def prepare(*objects):
+    """Gives every code object of these modules, classes, functions or code objects its
+    trampoline now, before they run. Call it in a pre-fork server before forking: workers
+    then inherit the trampolines (and, with persist_after_fork, their names) instead of each
+    writing its own as the code first runs there. Returns how many code objects have one."""
+    seen = set()
+    return sum(_prepare_code(code) for obj in objects for code in _code_objects(obj, seen))

@@ -30,7 +30,11 @@ struct Hot {
     code_mask: AtomicUsize,
     code_type: AtomicUsize,
     get_extra: AtomicUsize,
+    /// Where co_extra sits in a code object (0: unknown, use `get_extra`).
+    extra_offset: AtomicUsize,
     index: AtomicIsize,
+    /// Whether the hook checks the C stack itself (see stack_guard.rs).
+    guard_stack: AtomicBool,
 }
 
 static HOT: Hot = Hot {
@@ -40,7 +44,9 @@ static HOT: Hot = Hot {
     code_mask: AtomicUsize::new(!0),
     code_type: AtomicUsize::new(0),
     get_extra: AtomicUsize::new(0),
+    extra_offset: AtomicUsize::new(0),
     index: AtomicIsize::new(-1),
+    guard_stack: AtomicBool::new(false),
 };
 
 /// Everything the slow path (a code object's first call) and activation change.
@@ -59,6 +65,8 @@ pub struct Cold {
     pub qualname_attr: &'static str,
     pub slots_created: u64,
     pub warned_no_slot: bool,
+    /// Whether a forked child's outputs start with everything the parent's named.
+    pub persist_after_fork: bool,
 }
 
 static COLD: Mutex<Cold> = Mutex::new(Cold {
@@ -71,19 +79,24 @@ static COLD: Mutex<Cold> = Mutex::new(Cold {
     qualname_attr: "co_qualname",
     slots_created: 0,
     warned_no_slot: false,
+    persist_after_fork: true,
 });
 
+/// Never run Python code while holding this (no Python object conversions, imports, or
+/// calls): Python code runs through the hook, whose slow path takes the lock too.
 pub fn cold() -> MutexGuard<'static, Cold> {
     // A panic while holding the lock leaves the state consistent enough to go on with.
     COLD.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Ends every output (jitdump's CODE_CLOSE) when the process exits. Registered once.
+/// The process whose outputs the at-exit handler ends (a forked child inherits the handler).
+static OUTPUTS_OWNER: AtomicUsize = AtomicUsize::new(0);
+
+/// Ends every output (jitdump's CODE_CLOSE) when this process exits. Registered once; call
+/// again after fork so the child ends its own outputs and never its parent's.
 pub fn close_outputs_at_exit() {
-    static OWNER: AtomicUsize = AtomicUsize::new(0);
     extern "C" fn at_exit() {
-        // A forked child inherits this handler but not the files' ownership.
-        if OWNER.load(Relaxed) != std::process::id() as usize {
+        if OUTPUTS_OWNER.load(Relaxed) != std::process::id() as usize {
             return;
         }
         // try_lock: a thread that died holding the lock must not hang the exit.
@@ -91,14 +104,23 @@ pub fn close_outputs_at_exit() {
             c.registry.close();
         }
     }
-    if OWNER.swap(std::process::id() as usize, Relaxed) == 0 {
+    if OUTPUTS_OWNER.swap(std::process::id() as usize, Relaxed) == 0 {
         // SAFETY: registering a plain extern "C" fn with atexit.
         unsafe { libc::atexit(at_exit) };
     }
 }
 
 /// Publishes what the per-call path needs. Call with the GIL held, before installing the hook.
-pub fn configure(api: &Api, layout: crate::frame_layout::FrameLayout, index: isize, target: EvalFn) {
+pub fn configure(
+    api: &Api,
+    layout: crate::frame_layout::FrameLayout,
+    index: isize,
+    extra_offset: Option<usize>,
+    target: EvalFn,
+    guard_stack: bool,
+) {
+    HOT.guard_stack.store(guard_stack, Relaxed);
+    HOT.extra_offset.store(extra_offset.unwrap_or(0), Relaxed);
     HOT.code_offset.store(layout.offset, Relaxed);
     HOT.code_mask.store(layout.mask, Relaxed);
     HOT.code_type.store(api.code_type as usize, Relaxed);
@@ -111,6 +133,11 @@ pub fn set_active(on: bool) {
     HOT.active.store(on, Relaxed);
 }
 
+/// The co_extra index the hook uses (-1 before the first activation).
+pub fn extra_index() -> isize {
+    HOT.index.load(Relaxed)
+}
+
 pub fn is_active() -> bool {
     HOT.active.load(Relaxed)
 }
@@ -119,6 +146,17 @@ pub fn is_active() -> bool {
 pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c_int) -> *mut c_void {
     // SAFETY: `target` was published (a valid EvalFn) before this hook was installed.
     let target: EvalFn = unsafe { std::mem::transmute::<usize, EvalFn>(HOT.target.load(Relaxed)) };
+    if HOT.guard_stack.load(Relaxed) && super::stack_guard::near_the_end(ts) {
+        // Evaluating the frame in "throw" mode (as gen.throw() does) makes CPython unwind it
+        // with the exception set, cleaning it up as for any exception raised inside it.
+        unsafe {
+            ffi::PyErr_SetString(
+                ffi::PyExc_RecursionError,
+                c"maximum recursion depth exceeded (C stack nearly exhausted)".as_ptr(),
+            );
+            return target(ts, frame, 1);
+        }
+    }
     if !HOT.active.load(Relaxed) {
         return unsafe { target(ts, frame, throw) };
     }
@@ -131,14 +169,14 @@ pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c
     if code.is_null() || unsafe { (*code).ob_type } as usize != HOT.code_type.load(Relaxed) {
         return unsafe { target(ts, frame, throw) };
     }
-    let get_extra: super::capi::GetExtraFn =
-        unsafe { std::mem::transmute::<usize, _>(HOT.get_extra.load(Relaxed)) };
-    let mut extra: *mut c_void = std::ptr::null_mut();
-    // SAFETY: `code` is a code object and the index was handed to us by this interpreter.
-    if unsafe { get_extra(code, HOT.index.load(Relaxed), &mut extra) } != 0 {
-        return unsafe { target(ts, frame, throw) };
-    }
-    let mut slot = extra as usize;
+    let offset = HOT.extra_offset.load(Relaxed);
+    let mut slot = if offset != 0 {
+        // SAFETY: `code` is a code object; the offset was found on this interpreter.
+        unsafe { super::co_extra::read(code, offset, HOT.index.load(Relaxed)) }
+    } else {
+        // SAFETY: as above; the slower, always-available way.
+        unsafe { extra_via_api(code) }
+    };
     if slot == 0 {
         // SAFETY: we run with the GIL held and `code` is a live code object.
         slot = unsafe { slot_for_new_code(code) };
@@ -148,7 +186,23 @@ pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c
     }
     // SAFETY: every non-sentinel co_extra value we store is a slot holding the trampoline.
     let tramp = unsafe { std::mem::transmute::<usize, Trampoline>(slot) };
+    // A tail call in release builds: the trampoline's frame takes the place of ours.
     unsafe { tramp(ts, frame, throw, target) }
+}
+
+/// The extra of `code` at our index through CPython's API (0 if none or on error).
+#[cold]
+#[inline(never)]
+unsafe fn extra_via_api(code: *mut PyObject) -> usize {
+    let get_extra: super::capi::GetExtraFn =
+        unsafe { std::mem::transmute::<usize, _>(HOT.get_extra.load(Relaxed)) };
+    let mut extra: *mut c_void = std::ptr::null_mut();
+    // SAFETY: `code` is a code object and the index was handed to us by this interpreter.
+    if unsafe { get_extra(code, HOT.index.load(Relaxed), &mut extra) } != 0 {
+        unsafe { ffi::PyErr_Clear() };
+        return NO_SLOT;
+    }
+    extra as usize
 }
 
 /// `py::<qualname>:<filename>`, exactly as CPython names its trampolines, as UTF-8 bytes
@@ -167,9 +221,24 @@ fn code_name(code: &Bound<'_, PyAny>, qualname_attr: &str) -> Vec<u8> {
     name
 }
 
+/// Gives `code` a trampoline now unless it has one (for code that will run in forked
+/// children: they then inherit it instead of each writing their own). Returns whether it has
+/// one afterwards.
+///
+/// # Safety
+/// The GIL must be held and `code` must be a live code object; the hook must be configured.
+pub unsafe fn ensure_slot(code: *mut PyObject) -> bool {
+    let extra = unsafe { extra_via_api(code) };
+    let slot = if extra == 0 { unsafe { slot_for_new_code(code) } } else { extra };
+    slot != NO_SLOT
+}
+
 /// Gives `code` its own trampoline, records it, caches it in co_extra; returns the slot
 /// address or NO_SLOT. Never leaves a Python exception behind, and keeps the one that may be
-/// pending (a frame entered with `throwflag` carries the exception being thrown).
+/// pending (a frame entered with `throwflag` carries the exception being thrown). Out of line
+/// so the hook's own frame, paid by every Python call, stays small.
+#[cold]
+#[inline(never)]
 unsafe fn slot_for_new_code(code: *mut PyObject) -> usize {
     let (mut t, mut v, mut tb) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
     // SAFETY: the GIL is held (we are inside frame evaluation).

@@ -1,8 +1,11 @@
 //! The `perf_trampoline._native` extension module: activate, deactivate, is_active.
 
 mod capi;
+mod co_extra;
 mod flamegraph;
+mod fork;
 mod hook;
+mod stack_guard;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -45,11 +48,30 @@ fn cpython_own_trampoline_active(py: Python<'_>) -> bool {
         .unwrap_or(false)
 }
 
+/// Executable memory for trampolines unless `activate(max_code_memory=...)` says otherwise:
+/// 256 MiB is 16 million code objects in map mode (16 bytes each), 2.4 million with jitdump.
+const DEFAULT_MAX_CODE_MEMORY: Option<usize> = Some(256 << 20);
+
 /// Turns perf support on for this interpreter: every Python function called from now on runs
-/// inside its own trampoline, named in the backend's output. Idempotent.
+/// inside its own trampoline, named in the backend's output. Idempotent. The strategy and
+/// the memory budget are fixed by the first activation; `None` means no budget.
 #[pyfunction]
-#[pyo3(signature = (backend = "perf", *, strategy = "stamp", stack_on_cpython = false))]
-fn activate(py: Python<'_>, backend: &str, strategy: &str, stack_on_cpython: bool) -> PyResult<()> {
+#[pyo3(signature = (
+    backend = "perf",
+    *,
+    strategy = "stamp",
+    stack_on_cpython = false,
+    persist_after_fork = true,
+    max_code_memory = DEFAULT_MAX_CODE_MEMORY,
+))]
+fn activate(
+    py: Python<'_>,
+    backend: &str,
+    strategy: &str,
+    stack_on_cpython: bool,
+    persist_after_fork: bool,
+    max_code_memory: Option<usize>,
+) -> PyResult<()> {
     let backends = Backends::parse(backend).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let strategy: Strategy = strategy.parse().map_err(PyValueError::new_err)?;
     let v = py.version_info();
@@ -69,6 +91,9 @@ fn activate(py: Python<'_>, backend: &str, strategy: &str, stack_on_cpython: boo
         ));
     }
     let index = extra_index(api)?;
+    // Found once, before taking the lock: finding it makes Python objects.
+    static EXTRA_OFFSET: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let extra_offset = *EXTRA_OFFSET.get_or_init(|| co_extra::discover(py, api, index));
 
     let mut cold = hook::cold();
     let cold = &mut *cold;
@@ -97,12 +122,13 @@ fn activate(py: Python<'_>, backend: &str, strategy: &str, stack_on_cpython: boo
             PyOSError::new_err((e.error.raw_os_error().unwrap_or(0), text, e.path.clone()))
         })?;
     if cold.source.is_none() || cold.stride < stride {
-        let source = slots::source_for(strategy, template, stride, None).map_err(runtime_err)?;
+        let source = slots::source_for(strategy, template, stride, max_code_memory).map_err(runtime_err)?;
         // Code objects keep pointing into the old source: it must never be unmapped.
         std::mem::forget(cold.source.replace(source));
         cold.stride = stride;
     }
     cold.qualname_attr = if minor >= 11 { "co_qualname" } else { "co_name" };
+    cold.persist_after_fork = persist_after_fork;
 
     if !cold.installed {
         // SAFETY: GIL held; the interpreter pointer is this thread's own.
@@ -110,7 +136,7 @@ fn activate(py: Python<'_>, backend: &str, strategy: &str, stack_on_cpython: boo
         let current = unsafe { (api.get_eval)(interp) };
         // On 3.9/3.10 the default evaluator is stored explicitly, from 3.11 it is NULL; any
         // other value is someone else's hook, which we call through to rather than bypass.
-        hook::configure(api, layout, index, current.unwrap_or(api.default_eval));
+        hook::configure(api, layout, index, extra_offset, current.unwrap_or(api.default_eval), minor < 12);
         cold.replaced = current;
         cold.installed = true;
         unsafe { (api.set_eval)(interp, Some(hook::eval_hook)) };
@@ -157,11 +183,19 @@ fn is_active() -> bool {
 /// Internal counters and paths, for tests and diagnostics.
 #[pyfunction]
 fn _state(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    // Copy out first: building Python objects can run Python code (the hook), which needs
+    // the lock itself.
+    let (slots_created, outputs, installed, code_memory) = {
+        let cold = hook::cold();
+        let memory = cold.source.as_ref().map_or(0, |s| s.memory_bytes());
+        (cold.slots_created, cold.registry.paths(), cold.installed, memory)
+    };
     let d = pyo3::types::PyDict::new(py);
-    let cold = hook::cold();
-    d.set_item("slots_created", cold.slots_created)?;
-    d.set_item("outputs", cold.registry.paths())?;
-    d.set_item("hook_installed", cold.installed)?;
+    d.set_item("slots_created", slots_created)?;
+    d.set_item("outputs", outputs)?;
+    d.set_item("hook_installed", installed)?;
+    d.set_item("code_memory", code_memory)?;
+    d.set_item("extra_index", hook::extra_index())?;
     Ok(d)
 }
 
@@ -172,6 +206,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(is_active, m)?)?;
     m.add_function(wrap_pyfunction!(_state, m)?)?;
     m.add_function(wrap_pyfunction!(flamegraph::flamegraph_svg, m)?)?;
+    m.add_function(wrap_pyfunction!(fork::_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(fork::_prepare_code, m)?)?;
     m.add("BACKENDS", backend::NAMES.to_vec())?;
     m.add("STRATEGIES", Strategy::NAMES.to_vec())?;
     Ok(())

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use target_lexicon::Architecture;
 
-use super::{OpenError, Sink, Symbol, name};
+use super::{OpenError, OwnedSymbol, Sink, Symbol, check_owner, jitdump_read, name};
 use crate::compiler::{CompileError, Template};
 use crate::unwind::{self, JitUnwind};
 
@@ -94,16 +94,18 @@ impl JitDump {
         let other = |e: CompileError| fail(io::Error::other(e.to_string()));
         let elf_mach = elf_machine(template).map_err(other)?;
         let unwind = unwind::jitdump_unwind(template, dumped_code_size(template)).map_err(other)?;
-        // Read access too: the marker mapping below needs it.
+        // Read access too: the marker mapping below needs it. Truncated only once we know
+        // the file is ours (a stale dump of an earlier process with our pid).
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(fail)?;
+        check_owner(&file).and_then(|()| file.set_len(0)).map_err(fail)?;
         let mut header = Vec::with_capacity(HEADER_SIZE as usize);
         for v in [MAGIC, VERSION, HEADER_SIZE, elf_mach, 0, pid] {
             put_u32(&mut header, v);
@@ -124,6 +126,43 @@ impl JitDump {
             next_index: 0,
             buf: Vec::with_capacity(512),
         })
+    }
+}
+
+impl JitDump {
+    /// Appends `CODE_UNWINDING_INFO` and `CODE_LOAD` for `sym` to `b`.
+    fn append_records(&mut self, b: &mut Vec<u8>, sym: &Symbol) {
+        let now = monotonic_ns();
+        let u = &self.unwind;
+        let unwind_total = (16 + 24 + u.data.len()).next_multiple_of(8);
+        let start = b.len();
+        put_u32(b, CODE_UNWINDING_INFO);
+        put_u32(b, unwind_total as u32);
+        put_u64(b, now);
+        put_u64(b, u.data.len() as u64);
+        put_u64(b, u.eh_frame_hdr_size);
+        put_u64(b, u.mapped_size);
+        b.extend_from_slice(&u.data);
+        b.resize(start + unwind_total, 0);
+
+        let name = name::clean(sym.name);
+        let code_size = self.code.len() + SALT_LEN;
+        let load_total = 16 + 40 + name.len() + 1 + code_size;
+        put_u32(b, CODE_LOAD);
+        put_u32(b, load_total as u32);
+        put_u64(b, now);
+        put_u32(b, self.pid);
+        put_u32(b, gettid());
+        put_u64(b, sym.addr as u64); // vma
+        put_u64(b, sym.addr as u64); // code_addr
+        put_u64(b, code_size as u64);
+        put_u64(b, self.next_index);
+        b.extend_from_slice(name.as_bytes());
+        b.push(0);
+        // perf reads the code from the record's end; nothing may follow it.
+        b.extend_from_slice(&self.code);
+        put_u64(b, self.next_index);
+        self.next_index += 1;
     }
 }
 
@@ -170,47 +209,38 @@ impl Sink for JitDump {
     /// file (page cache) as soon as this returns, so `perf inject` can read a running
     /// program's dump and nothing is lost if the process is killed.
     fn record(&mut self, sym: &Symbol) -> io::Result<()> {
-        let b = &mut self.buf;
-        b.clear();
-        let now = monotonic_ns();
-        let u = &self.unwind;
-        let unwind_total = (16 + 24 + u.data.len()).next_multiple_of(8);
-        put_u32(b, CODE_UNWINDING_INFO);
-        put_u32(b, unwind_total as u32);
-        put_u64(b, now);
-        put_u64(b, u.data.len() as u64);
-        put_u64(b, u.eh_frame_hdr_size);
-        put_u64(b, u.mapped_size);
-        b.extend_from_slice(&u.data);
-        b.resize(unwind_total, 0);
+        self.record_many(std::slice::from_ref(sym))
+    }
 
-        let name = name::clean(sym.name);
-        let code_size = self.code.len() + SALT_LEN;
-        let load_total = 16 + 40 + name.len() + 1 + code_size;
-        put_u32(b, CODE_LOAD);
-        put_u32(b, load_total as u32);
-        put_u64(b, now);
-        put_u32(b, self.pid);
-        put_u32(b, gettid());
-        put_u64(b, sym.addr as u64); // vma
-        put_u64(b, sym.addr as u64); // code_addr
-        put_u64(b, code_size as u64);
-        put_u64(b, self.next_index);
-        b.extend_from_slice(name.as_bytes());
-        b.push(0);
-        // perf reads the code from the record's end; nothing may follow it.
-        b.extend_from_slice(&self.code);
-        put_u64(b, self.next_index);
-        self.next_index += 1;
-
-        let n = (&self.file).write(b)?;
-        if n != b.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("short write ({n} of {} bytes)", b.len()),
-            ));
+    fn record_many(&mut self, syms: &[Symbol]) -> io::Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        for sym in syms {
+            self.append_records(&mut buf, sym);
         }
-        Ok(())
+        let written = (&self.file).write(&buf);
+        let len = buf.len();
+        self.buf = buf;
+        match written? {
+            n if n == len => Ok(()),
+            n => Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write ({n} of {len} bytes)"))),
+        }
+    }
+
+    fn read_back(&self) -> io::Result<Vec<OwnedSymbol>> {
+        let dump = jitdump_read::parse(&std::fs::read(&self.path)?).map_err(io::Error::other)?;
+        Ok(dump
+            .records
+            .into_iter()
+            .filter_map(|r| match r {
+                jitdump_read::Record::CodeLoad { code_addr, name, code, .. } => Some(OwnedSymbol {
+                    addr: code_addr as usize,
+                    size: code.len() - SALT_LEN,
+                    name,
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     fn close(&mut self) -> io::Result<()> {

@@ -48,6 +48,36 @@ pub struct Symbol<'a> {
     pub name: &'a [u8],
 }
 
+/// A [`Symbol`] that owns its name (read back from a file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedSymbol {
+    pub addr: usize,
+    pub size: usize,
+    pub name: Vec<u8>,
+}
+
+impl OwnedSymbol {
+    pub fn as_symbol(&self) -> Symbol<'_> {
+        Symbol { addr: self.addr, size: self.size, name: &self.name }
+    }
+}
+
+/// Refuses a file we opened that belongs to someone else: in a shared directory such as /tmp
+/// another user may have created it first, and we must not write into (or truncate) it.
+pub fn check_owner(file: &std::fs::File) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = file.metadata()?.uid();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if owner != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("it belongs to uid {owner}, not to us (uid {me}); refusing to write into it"),
+        ));
+    }
+    Ok(())
+}
+
 /// One output format.
 pub trait Sink: Send {
     /// Short name used in messages, e.g. "perf map".
@@ -56,6 +86,13 @@ pub trait Sink: Send {
     fn path(&self) -> &Path;
     /// Records one symbol; the record must be complete in the file when this returns Ok.
     fn record(&mut self, sym: &Symbol) -> io::Result<()>;
+    /// Records many symbols at once (a forked child copying its parent's); sinks that can
+    /// write them all with one system call do.
+    fn record_many(&mut self, syms: &[Symbol]) -> io::Result<()> {
+        syms.iter().try_for_each(|s| self.record(s))
+    }
+    /// Every symbol this sink's file names so far.
+    fn read_back(&self) -> io::Result<Vec<OwnedSymbol>>;
     /// Marks the end of the output (at process exit); no record follows.
     fn close(&mut self) -> io::Result<()> {
         Ok(())
@@ -110,6 +147,46 @@ impl Registry {
     /// The files being written, for messages and for tests.
     pub fn paths(&self) -> Vec<PathBuf> {
         self.sinks.iter().filter(|(_, on)| *on).map(|(s, _)| s.path().to_path_buf()).collect()
+    }
+
+    /// After `fork()`, in the child: every enabled output moves to a file of the child's own
+    /// (`path_for(kind, directory)`), so parent and child never write into one file. With
+    /// `persist`, the child's files start with everything the parent's named (the child runs
+    /// the same trampolines); otherwise they name only what the child creates itself. Returns
+    /// one message per output the child could not open (that output is off in the child).
+    pub fn after_fork(
+        &mut self,
+        persist: bool,
+        path_for: impl Fn(&'static str, &Path) -> PathBuf,
+        mut open: impl FnMut(&'static str, &Path) -> Result<Box<dyn Sink>, OpenError>,
+    ) -> Vec<String> {
+        let mut messages = Vec::new();
+        let inherited = std::mem::take(&mut self.sinks);
+        let history = if persist {
+            // Every enabled sink names the same symbols: the first one readable will do.
+            inherited.iter().filter(|(_, on)| *on).find_map(|(s, _)| s.read_back().ok()).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let symbols: Vec<Symbol> = history.iter().map(OwnedSymbol::as_symbol).collect();
+        for (old, enabled) in inherited {
+            if !enabled {
+                continue;
+            }
+            let dir = old.path().parent().unwrap_or(Path::new("/"));
+            let mut sink = match open(old.kind(), &path_for(old.kind(), dir)) {
+                Ok(sink) => sink,
+                Err(e) => {
+                    messages.push(format!("after fork: {e}; {} output off in this process", old.kind()));
+                    continue;
+                }
+            };
+            if let Err(e) = sink.record_many(&symbols) {
+                messages.push(format!("after fork: copying the parent's {} failed ({e})", old.kind()));
+            }
+            self.sinks.push((sink, true));
+        }
+        messages
     }
 
     /// Closes every sink (at exit); failures are of no use to anyone by then.

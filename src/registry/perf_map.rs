@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{OpenError, Sink, Symbol, name};
+use super::{OpenError, OwnedSymbol, Sink, Symbol, check_owner, name};
 
 /// What this sink is called in messages, and its key in the registry.
 pub const KIND: &str = "perf map";
@@ -28,6 +28,7 @@ impl PerfMap {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|error| OpenError { kind: KIND, path: path.clone(), error })?;
+        check_owner(&file).map_err(|error| OpenError { kind: KIND, path: path.clone(), error })?;
         Ok(PerfMap {
             file,
             path,
@@ -36,11 +37,28 @@ impl PerfMap {
     }
 }
 
-/// Formats one map line into `out` (hex without `0x`, as perf's reader expects).
+/// Appends one map line to `out` (hex without `0x`, as perf's reader expects).
 pub fn format_line(out: &mut Vec<u8>, sym: &Symbol) {
-    out.clear();
     // Writing into a Vec cannot fail.
     let _ = writeln!(out, "{:x} {:x} {}", sym.addr, sym.size, name::clean(sym.name));
+}
+
+/// Parses one map line (without its newline) back into a symbol.
+pub fn parse_line(line: &[u8]) -> Option<OwnedSymbol> {
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let addr = usize::from_str_radix(std::str::from_utf8(parts.next()?).ok()?, 16).ok()?;
+    let size = usize::from_str_radix(std::str::from_utf8(parts.next()?).ok()?, 16).ok()?;
+    Some(OwnedSymbol { addr, size, name: parts.next()?.to_vec() })
+}
+
+/// One `write(2)` on an O_APPEND file: other writers in this process (CPython's own map
+/// writer, other JITs) can never land in the middle of our lines.
+fn write_once(file: &File, buf: &[u8]) -> io::Result<()> {
+    let n = (&*file).write(buf)?;
+    if n != buf.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write ({n} of {} bytes)", buf.len())));
+    }
+    Ok(())
 }
 
 impl Sink for PerfMap {
@@ -53,17 +71,22 @@ impl Sink for PerfMap {
     }
 
     fn record(&mut self, sym: &Symbol) -> io::Result<()> {
+        self.line.clear();
         format_line(&mut self.line, sym);
-        // One write(2) on an O_APPEND file: other writers in this process (CPython's own map
-        // writer, other JITs) can never land in the middle of our line.
-        let n = (&self.file).write(&self.line)?;
-        if n != self.line.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("short write ({n} of {} bytes)", self.line.len()),
-            ));
-        }
-        Ok(())
+        write_once(&self.file, &self.line)
+    }
+
+    fn record_many(&mut self, syms: &[Symbol]) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(syms.len() * 64);
+        syms.iter().for_each(|s| format_line(&mut buf, s));
+        write_once(&self.file, &buf)
+    }
+
+    fn read_back(&self) -> io::Result<Vec<OwnedSymbol>> {
+        // The whole file: stacked on CPython's trampoline it holds CPython's lines too, and
+        // those name inherited code just as well.
+        let text = std::fs::read(&self.path)?;
+        Ok(text.split(|&b| b == b'\n').filter_map(parse_line).collect())
     }
 }
 

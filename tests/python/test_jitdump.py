@@ -37,7 +37,7 @@ def dwarf_profile(interp, work, python_args, env):
     inj = interp.perf(["--buildid-dir", cache, "inject", "-i", str(work / "perf.data"), "--jit",
                        "-o", str(work / "perf.jit.data")], cwd=work)
     assert inj.returncode == 0, inj.stderr.decode()
-    script = interp.perf(["--buildid-dir", cache, "script", "-i", str(work / "perf.jit.data")], cwd=work)
+    script = interp.perf(["--buildid-dir", cache, "script", "--no-inline", "-i", str(work / "perf.jit.data")], cwd=work)
     assert script.returncode == 0, script.stderr.decode()
     text = script.stdout.decode(errors="replace")
     remove_tmp_outputs(text)
@@ -173,7 +173,7 @@ def test_running_programs_dump_is_readable_by_perf_inject(interp, work):
                            "-o", str(work / "perf.jit.data")], cwd=work)
         assert inj.returncode == 0, inj.stderr.decode()
         assert prog.poll() is None, "the program must still be running"
-        script = interp.perf(["--buildid-dir", cache, "script", "-i", str(work / "perf.jit.data")], cwd=work)
+        script = interp.perf(["--buildid-dir", cache, "script", "--no-inline", "-i", str(work / "perf.jit.data")], cwd=work)
         text = script.stdout.decode(errors="replace")
         remove_tmp_outputs(text)
         hits, total = chain_share(text, ["early_bird", "<module>"], filename=str(work / "long.py"))

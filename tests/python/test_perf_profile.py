@@ -18,7 +18,7 @@ def test_seed_example_chain_under_perf_record_g(interp, work):
     rec = interp.perf(["record", "-F", "999", "-g", "-q", "-o", str(data), "--"]
                       + interp.python + ["-m", "perf_trampoline", str(seed), "60000000"], cwd=work)
     assert rec.returncode == 0, rec.stderr.decode()
-    script = interp.perf(["script", "-i", str(data)], cwd=work)
+    script = interp.perf(["script", "--no-inline", "-i", str(data)], cwd=work)
     assert script.returncode == 0, script.stderr.decode()
     text = script.stdout.decode(errors="replace")
     for pid in {line.split()[1] for line in text.splitlines() if line and not line[0].isspace()}:

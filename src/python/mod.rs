@@ -119,7 +119,12 @@ fn activate(
             let reason = e.error.to_string();
             let reason = reason.split(" (os error").next().unwrap_or(&reason);
             let text = format!("cannot open the {} for writing: {reason}", e.kind);
-            PyOSError::new_err((e.error.raw_os_error().unwrap_or(0), text, e.path.clone()))
+            let errno = e.error.raw_os_error().unwrap_or(match e.error.kind() {
+                std::io::ErrorKind::PermissionDenied => libc::EACCES,
+                std::io::ErrorKind::NotFound => libc::ENOENT,
+                _ => libc::EIO,
+            });
+            PyOSError::new_err((errno, text, e.path.clone()))
         })?;
     if cold.source.is_none() || cold.stride < stride {
         let source = slots::source_for(strategy, template, stride, max_code_memory).map_err(runtime_err)?;

@@ -223,7 +223,7 @@ impl Sink for JitDump {
         self.buf = buf;
         match written? {
             n if n == len => Ok(()),
-            n => Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write ({n} of {len} bytes)"))),
+            n => Err(super::perf_map::undo_short_write(&self.file, n, len)),
         }
     }
 

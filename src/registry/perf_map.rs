@@ -56,9 +56,22 @@ pub fn parse_line(line: &[u8]) -> Option<OwnedSymbol> {
 fn write_once(file: &File, buf: &[u8]) -> io::Result<()> {
     let n = (&*file).write(buf)?;
     if n != buf.len() {
-        return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write ({n} of {} bytes)", buf.len())));
+        return Err(undo_short_write(file, n, buf.len()));
     }
     Ok(())
+}
+
+/// A short write (a full disk) leaves a piece of a record at the end of the file; perf would
+/// read it as a record. Cut it off again, and report the disk as full.
+pub fn undo_short_write(file: &File, written: usize, wanted: usize) -> io::Error {
+    let undone = file
+        .metadata()
+        .and_then(|m| file.set_len(m.len().saturating_sub(written as u64)))
+        .map_or("could not be undone", |()| "undone");
+    io::Error::new(
+        io::ErrorKind::StorageFull,
+        format!("No space left on device (wrote {written} of {wanted} bytes, {undone})"),
+    )
 }
 
 impl Sink for PerfMap {

@@ -1,4 +1,5 @@
-"""Reads ``perf script`` output: each sample's frames, and the Python call chains in them.
+"""Reads ``perf script`` output: each sample's frames, the Python call chains in them, and
+their folded stacks and per-function counts for flame graphs.
 
     perf script -i perf.data | python -m perf_trampoline.stacks [--top N]
 
@@ -6,25 +7,47 @@ prints the most frequent Python call chains (innermost first) with their share o
 """
 
 import collections
+import re
 import sys
+
+# "comm pid/tid" as `perf script -F comm,pid,tid,ip,sym,dso` prints it; comm may hold spaces.
+_COMM_PID = re.compile(r"^\s*(?P<comm>.*?)\s+-?\d+/-?\d+\s*$")
+
+
+def _symbol(line):
+    """The symbol of one callchain line, "<addr> <symbol>[+0x<off>] (<dso>)"; None if the line
+    is not one. The symbol may contain spaces, the dso is last."""
+    parts = line.split(None, 1)
+    if len(parts) < 2:
+        return None
+    sym = parts[1].rsplit(" (", 1)[0]
+    plus = sym.rfind("+0x")
+    return sym[:plus] if plus > 0 else sym
+
+
+def records(lines):
+    """Yields (header, [symbol, ...] innermost first) for each record of ``perf script``
+    output given as lines: samples, and the one-line side-band events that
+    ``--show-task-events`` / ``--show-mmap-events`` put between them (with no frames)."""
+    header, frames = None, []
+    for line in lines:
+        if line.startswith("\t"):  # perf script indents callchain lines with a tab, only them
+            sym = _symbol(line)
+            if sym is not None and header is not None:
+                frames.append(sym)
+            continue
+        if header is not None:
+            yield header, frames
+        header, frames = line.rstrip("\r\n") or None, []
+    if header is not None:
+        yield header, frames
 
 
 def samples(perf_script_text):
     """Yields (header, [symbol, ...] innermost first) for each sample of ``perf script``."""
-    for block in perf_script_text.split("\n\n"):
-        lines = [line for line in block.splitlines() if line.strip()]
-        if not lines:
-            continue
-        frames = []
-        for line in lines[1:]:
-            parts = line.split(None, 1)
-            if len(parts) < 2:
-                continue
-            # "<addr> <symbol>+0x<off> (<dso>)": the symbol may contain spaces, the dso is last.
-            sym = parts[1].rsplit(" (", 1)[0]
-            plus = sym.rfind("+0x")
-            frames.append(sym[:plus] if plus > 0 else sym)
-        yield lines[0], frames
+    for header, frames in records(perf_script_text.splitlines()):
+        if "PERF_RECORD_" not in header:
+            yield header, frames
 
 
 def python_chain(frames):
@@ -49,6 +72,70 @@ def chain_share(perf_script_text, expected, filename=None):
                 filename is None or all(f == filename for _, f in chain)):
             hits += 1
     return hits, total
+
+
+class Profile:
+    """Samples folded into flame-graph stacks (``comm;outermost;...;innermost``), with each
+    Python function's self samples (it was the innermost Python frame: the C code it called
+    counts as its own) and total samples (it was anywhere on the stack).
+
+    By default a stack keeps only its Python frames; one without any (interpreter start-up,
+    threads outside Python) becomes ``[no Python frame];<innermost function>``.
+    ``native=True`` keeps every frame.
+    """
+
+    def __init__(self, native=False):
+        self.native = native
+        self.stacks = collections.Counter()
+        self.own = collections.Counter()
+        self.total = collections.Counter()
+        self.samples = 0
+        self.in_python = 0
+
+    def add(self, comm, symbols):
+        """Counts one sample of thread ``comm`` whose frames are ``symbols``, innermost first."""
+        self.samples += 1
+        py = [s for s in symbols if s.startswith("py::")]
+        if py:
+            self.in_python += 1
+            self.own[py[0]] += 1
+            self.total.update(set(py))
+        if self.native:
+            shown = symbols
+        elif py:
+            shown = py
+        else:
+            shown = symbols[:1] + ["[no Python frame]"]
+        # ";" separates frames in the folded format; C++ and file names may contain it.
+        self.stacks[";".join([comm] + [s.replace(";", ":") for s in reversed(shown)])] += 1
+
+    def add_perf_script(self, lines):
+        """Counts every sample of ``perf script -F comm,pid,tid,ip,sym,dso`` output."""
+        for header, frames in records(lines):
+            m = _COMM_PID.match(header)
+            if m and "PERF_RECORD_" not in header:
+                self.add(m.group("comm").replace(";", ":"), frames)
+
+    def folded(self):
+        return "".join("%s %d\n" % (stack, n) for stack, n in sorted(self.stacks.items()))
+
+    def table(self, top=10):
+        """The ``top`` Python functions by self samples, then by total samples, as text."""
+        if not self.samples:
+            return "no samples\n"
+        out = ["%d samples, %d of them in Python code (%.1f%%)\n"
+               % (self.samples, self.in_python, 100.0 * self.in_python / self.samples)]
+        for title, key in (("self", self.own), ("total", self.total)):
+            out.append("\ntop Python functions by %s samples:\n" % title)
+            out.append("  %13s  %13s  function\n" % ("self", "total"))
+            ranked = sorted(key, key=lambda name: (-key[name], name))[:top]
+            for name in ranked:
+                out.append("  %6d %5.1f%%  %6d %5.1f%%  %s\n" % (
+                    self.own[name], 100.0 * self.own[name] / self.samples,
+                    self.total[name], 100.0 * self.total[name] / self.samples, name))
+            if not ranked:
+                out.append("  (none: no sample had a py:: frame)\n")
+        return "".join(out)
 
 
 def main(argv=None):

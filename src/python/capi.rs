@@ -13,6 +13,7 @@ pub type SetEvalFn = unsafe extern "C" fn(*mut c_void, Option<EvalFn>);
 pub type RequestIndexFn = unsafe extern "C" fn(Option<unsafe extern "C" fn(*mut c_void)>) -> isize;
 pub type GetExtraFn = unsafe extern "C" fn(*mut PyObject, isize, *mut *mut c_void) -> c_int;
 pub type SetExtraFn = unsafe extern "C" fn(*mut PyObject, isize, *mut c_void) -> c_int;
+pub type AsUtf8Fn = unsafe extern "C" fn(*mut PyObject, *mut isize) -> *const std::ffi::c_char;
 
 /// Entry points into the running interpreter.
 pub struct Api {
@@ -22,6 +23,9 @@ pub struct Api {
     pub request_index: RequestIndexFn,
     pub get_extra: GetExtraFn,
     pub set_extra: SetExtraFn,
+    /// `PyUnicode_AsUTF8AndSize`: in every version's ABI, but in the limited API only from
+    /// 3.10, and this module is built for 3.9's.
+    pub as_utf8: AsUtf8Fn,
     pub code_type: *const PyTypeObject,
 }
 
@@ -71,6 +75,7 @@ fn load() -> Result<Api, String> {
                 c"PyUnstable_Code_SetExtra",
                 c"_PyCode_SetExtra",
             ])?),
+            as_utf8: std::mem::transmute::<*mut c_void, AsUtf8Fn>(find(&[c"PyUnicode_AsUTF8AndSize"])?),
             code_type: find(&[c"PyCode_Type"])?.cast(),
         })
     }

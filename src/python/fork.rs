@@ -13,6 +13,7 @@ use crate::backend;
 #[pyfunction]
 pub fn _after_fork_in_child() {
     stack_guard::forget();
+    crate::registry::jitdump::forget_thread_id();
     let mut cold = hook::cold();
     let cold = &mut *cold;
     let Some(template) = cold.template.as_ref() else { return };

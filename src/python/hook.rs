@@ -207,17 +207,45 @@ unsafe fn extra_via_api(code: *mut PyObject) -> usize {
 
 /// `py::<qualname>:<filename>`, exactly as CPython names its trampolines, as UTF-8 bytes
 /// (characters that UTF-8 cannot hold, such as lone surrogates, are backslash-escaped).
-fn code_name(code: &Bound<'_, PyAny>, qualname_attr: &str) -> Vec<u8> {
-    fn part(code: &Bound<'_, PyAny>, attr: &str) -> Vec<u8> {
-        code.getattr(attr)
-            .and_then(|s| s.call_method1("encode", ("utf-8", "backslashreplace")))
-            .and_then(|b| Ok(b.cast_into::<PyBytes>()?.as_bytes().to_vec()))
-            .unwrap_or_else(|_| b"?".to_vec())
-    }
-    let mut name = b"py::".to_vec();
-    name.extend(part(code, qualname_attr));
+fn code_name(code: &Bound<'_, PyAny>, qualname_attr: &'static str) -> Vec<u8> {
+    let py = code.py();
+    // Interned attribute names and the string's own cached UTF-8: a code object's first call
+    // pays for no temporary objects unless a name holds a lone surrogate (then the encode
+    // fallback spells it out with backslashes).
+    let part = |name: &mut Vec<u8>, attr: &Bound<'_, pyo3::types::PyString>| {
+        let Ok(text) = code.getattr(attr) else { return name.push(b'?') };
+        let utf8 = super::capi::api().ok().and_then(|api| {
+            let mut len: isize = 0;
+            // SAFETY: `text` is alive while we copy; the GIL is held.
+            let p = unsafe { (api.as_utf8)(text.as_ptr(), &mut len) };
+            if p.is_null() {
+                unsafe { ffi::PyErr_Clear() };
+                return None;
+            }
+            // SAFETY: CPython returns `len` bytes of UTF-8 owned by `text`.
+            Some(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len as usize) }.to_vec())
+        });
+        match utf8 {
+            Some(bytes) => name.extend(bytes),
+            None => match text
+                .call_method1("encode", ("utf-8", "backslashreplace"))
+                .and_then(|b| Ok(b.cast_into::<PyBytes>()?.as_bytes().to_vec()))
+            {
+                Ok(bytes) => name.extend(bytes),
+                Err(_) => name.push(b'?'),
+            },
+        }
+    };
+    let qualname = if qualname_attr == "co_qualname" {
+        pyo3::intern!(py, "co_qualname")
+    } else {
+        pyo3::intern!(py, "co_name")
+    };
+    let mut name = Vec::with_capacity(128);
+    name.extend_from_slice(b"py::");
+    part(&mut name, qualname);
     name.push(b':');
-    name.extend(part(code, "co_filename"));
+    part(&mut name, pyo3::intern!(py, "co_filename"));
     name
 }
 

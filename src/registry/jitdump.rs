@@ -62,9 +62,25 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+thread_local! {
+    /// The calling thread's id once asked for (0: not yet): a system call per record otherwise.
+    static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 fn gettid() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+    TID.with(|t| {
+        if t.get() == 0 {
+            // SAFETY: gettid has no preconditions.
+            t.set(unsafe { libc::syscall(libc::SYS_gettid) as u32 });
+        }
+        t.get()
+    })
+}
+
+/// Call in a forked child (from the thread that forked): its copy of the cache names the
+/// parent's thread.
+pub fn forget_thread_id() {
+    TID.with(|t| t.set(0));
 }
 
 pub struct JitDump {

@@ -26,14 +26,14 @@ def names_in_map(work, pid):
 
 
 def dump_pids_and_names(work, pid):
-    """(header pid, {CODE_LOAD pid}, [names]) of our jit-<pid>.dump."""
+    """(header pid, {CODE_LOAD pid and tid}, [names]) of our jit-<pid>.dump."""
     data = (work / ("jit-%d.dump" % pid)).read_bytes()
     header_pid = struct.unpack_from("=I", data, 20)[0]
     pos, pids, names = struct.unpack_from("=I", data, 8)[0], set(), []
     while pos + 16 <= len(data):
         rid, size = struct.unpack_from("=II", data, pos)
         if rid == 0:
-            pids.add(struct.unpack_from("=I", data, pos + 16)[0])
+            pids.update(struct.unpack_from("=II", data, pos + 16))
             names.append(data[pos + 56:data.index(b"\0", pos + 56)].decode())
         pos += size
     return header_pid, pids, names
@@ -72,7 +72,7 @@ def test_fork_child_writes_its_own_files(interp, work, persist):
     assert "py::child_fn:" + prog in child_names
     assert ("py::parent_fn:" + prog in child_names) == (persist == "persist")
     header_pid, load_pids, names = dump_pids_and_names(work, child)
-    assert header_pid == child and load_pids == {child}
+    assert header_pid == child and load_pids == {child}  # pid and tid: the child's only thread
     assert ("py::parent_fn:" + prog in names) == (persist == "persist")
     assert not any("child_fn" in n for n in dump_pids_and_names(work, parent)[2])
 

@@ -195,3 +195,42 @@ def python_pid(launcher_pid, script):
             if str(script).encode() in argv and b"python" in os.path.basename(argv[0]):
                 return int(entry)
     raise AssertionError("no python process runs %s (launcher %d)" % (script, launcher_pid))
+
+
+BUILD_IDS = r'''
+import os
+print(os.getpid())
+def one():
+    return 1
+def two():
+    return 2
+def three():
+    return 3
+for _ in range(200000):
+    one(); two(); three()
+'''
+
+
+def test_injected_functions_get_distinct_build_ids(interp, work):
+    """Three functions with byte-identical trampolines: perf must not merge them."""
+    require_jit_unwinding(interp)
+    (work / "ids.py").write_text(BUILD_IDS)
+    cache = str(work / "buildid-cache")
+    rec = interp.perf(["--buildid-dir", cache, "record", "-k", "1", "-q", "-o", str(work / "perf.data"), "--",
+                       "env", "PERF_TRAMPOLINE=perf_jit"] + interp.python + [str(work / "ids.py")], cwd=work)
+    assert rec.returncode == 0, rec.stderr.decode()
+    pid = int(rec.stdout.split()[0])
+    try:
+        inj = interp.perf(["--buildid-dir", cache, "inject", "-i", str(work / "perf.data"), "--jit",
+                           "-o", str(work / "perf.jit.data")], cwd=work)
+        assert inj.returncode == 0, inj.stderr.decode()
+        images = glob.glob("/tmp/jitted-%d-*.so" % pid)
+        assert len(images) >= 3
+        ids = set()
+        for image in images:
+            notes = subprocess.run(["readelf", "-n", image], capture_output=True, text=True).stdout
+            ids.add(next(l.split(":")[1].strip() for l in notes.splitlines() if "Build ID" in l))
+        assert len(ids) == len(images), "two jitted functions share a build id"
+    finally:
+        for path in glob.glob("/tmp/jit-%d.dump" % pid) + glob.glob("/tmp/jitted-%d-*.so" % pid):
+            os.unlink(path)

@@ -87,22 +87,25 @@ impl FromStr for Strategy {
 }
 
 /// A slot source for the host: stamped copies of `template` at least `min_stride` apart
-/// within `budget` bytes, or one compiled function per slot.
+/// within `budget` bytes (placed near the address `near` when it is not 0), or one compiled
+/// function per slot.
 pub fn source_for(
     strategy: Strategy,
     template: &Template,
     min_stride: usize,
     budget: Option<usize>,
+    near: usize,
 ) -> Result<Box<dyn SlotSource>, CompileError> {
     Ok(match strategy {
-        Strategy::Stamp => Box::new(
-            crate::arena::StampArena::new(&template.code, min_stride).with_budget(budget),
-        ),
+        Strategy::Stamp => {
+            let arena = crate::arena::StampArena::new(&template.code, min_stride).with_budget(budget);
+            Box::new(if near != 0 { arena.near(near) } else { arena })
+        }
         Strategy::CompileEach => Box::new(crate::jit_each::CompileEach::new()?),
     })
 }
 
 /// [`source_for`] with a freshly compiled host template and no stride or budget constraint.
 pub fn host_source(strategy: Strategy) -> Result<Box<dyn SlotSource>, CompileError> {
-    source_for(strategy, &compiler::compile(&Target::Host, false)?, 0, None)
+    source_for(strategy, &compiler::compile(&Target::Host, false)?, 0, None, 0)
 }

@@ -127,7 +127,8 @@ fn activate(
             PyOSError::new_err((errno, text, e.path.clone()))
         })?;
     if cold.source.is_none() || cold.stride < stride {
-        let source = slots::source_for(strategy, template, stride, max_code_memory).map_err(runtime_err)?;
+        let near = api.default_eval as usize;
+        let source = slots::source_for(strategy, template, stride, max_code_memory, near).map_err(runtime_err)?;
         // Code objects keep pointing into the old source: it must never be unmapped.
         std::mem::forget(cold.source.replace(source));
         cold.stride = stride;

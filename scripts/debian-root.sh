@@ -6,8 +6,10 @@ set -euo pipefail
 
 suite=${1:?usage: debian-root.sh sid|bullseye}
 case "$suite" in
-    sid) pkgs="python3.13,python3.13-venv,python3.14,python3.14-venv,python3.15,python3.15-venv,linux-perf" ;;
-    bullseye) pkgs="python3.9,python3.9-venv,linux-perf,util-linux,libc6-dev" ;;
+    # binutils: perf runs addr2line and objdump; without them perf 7.2 sometimes dies of
+    # SIGPIPE (perf inject, perf script) or stops unwinding early.
+    sid) pkgs="python3.13,python3.13-venv,python3.14,python3.14-venv,python3.15,python3.15-venv,linux-perf,binutils" ;;
+    bullseye) pkgs="python3.9,python3.9-venv,linux-perf,util-linux,libc6-dev,binutils" ;;
     *) echo "debian-root: unknown suite $suite (sid or bullseye)" >&2; exit 2 ;;
 esac
 cache=${PERF_TRAMPOLINE_CACHE:-$HOME/.cache/perf-trampoline}

@@ -394,7 +394,7 @@ def test_doctor_and_record_with_cpythons_own_trampoline_switched_on(interp, work
     remove_leftovers(int(stdout.split()[0]))
     assert status == 0, stderr
     assert "PYTHONPERFSUPPORT removed from the target's environment" in stderr
-    assert top_self_function(stdout) == "py::spin:" + prog
+    assert top_self_function(stdout) == "py::spin:" + prog, stderr + stdout
 
 
 def test_doctor_python_option_checks_that_interpreter(work):

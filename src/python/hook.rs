@@ -35,6 +35,8 @@ struct Hot {
     index: AtomicIsize,
     /// Whether the hook checks the C stack itself (see stack_guard.rs).
     guard_stack: AtomicBool,
+    /// Whether code objects have `co_qualname` (3.11+); before, names use `co_name`.
+    has_qualname: AtomicBool,
 }
 
 static HOT: Hot = Hot {
@@ -47,6 +49,7 @@ static HOT: Hot = Hot {
     extra_offset: AtomicUsize::new(0),
     index: AtomicIsize::new(-1),
     guard_stack: AtomicBool::new(false),
+    has_qualname: AtomicBool::new(true),
 };
 
 /// Everything the slow path (a code object's first call) and activation change.
@@ -62,7 +65,6 @@ pub struct Cold {
     /// The hook value we replaced, restored on deactivation (None = CPython's default).
     pub replaced: Option<EvalFn>,
     pub installed: bool,
-    pub qualname_attr: &'static str,
     pub slots_created: u64,
     pub warned_no_slot: bool,
     /// Whether a forked child's outputs start with everything the parent's named.
@@ -76,7 +78,6 @@ static COLD: Mutex<Cold> = Mutex::new(Cold {
     registry: Registry::empty(),
     replaced: None,
     installed: false,
-    qualname_attr: "co_qualname",
     slots_created: 0,
     warned_no_slot: false,
     persist_after_fork: true,
@@ -118,8 +119,10 @@ pub fn configure(
     extra_offset: Option<usize>,
     target: EvalFn,
     guard_stack: bool,
+    has_qualname: bool,
 ) {
     HOT.guard_stack.store(guard_stack, Relaxed);
+    HOT.has_qualname.store(has_qualname, Relaxed);
     HOT.extra_offset.store(extra_offset.unwrap_or(0), Relaxed);
     HOT.code_offset.store(layout.offset, Relaxed);
     HOT.code_mask.store(layout.mask, Relaxed);
@@ -207,7 +210,7 @@ unsafe fn extra_via_api(code: *mut PyObject) -> usize {
 
 /// `py::<qualname>:<filename>`, exactly as CPython names its trampolines, as UTF-8 bytes
 /// (characters that UTF-8 cannot hold, such as lone surrogates, are backslash-escaped).
-fn code_name(code: &Bound<'_, PyAny>, qualname_attr: &'static str) -> Vec<u8> {
+fn code_name(code: &Bound<'_, PyAny>) -> Vec<u8> {
     let py = code.py();
     // Interned attribute names and the string's own cached UTF-8: a code object's first call
     // pays for no temporary objects unless a name holds a lone surrogate (then the encode
@@ -236,7 +239,7 @@ fn code_name(code: &Bound<'_, PyAny>, qualname_attr: &'static str) -> Vec<u8> {
             },
         }
     };
-    let qualname = if qualname_attr == "co_qualname" {
+    let qualname = if HOT.has_qualname.load(Relaxed) {
         pyo3::intern!(py, "co_qualname")
     } else {
         pyo3::intern!(py, "co_name")
@@ -273,8 +276,7 @@ unsafe fn slot_for_new_code(code: *mut PyObject) -> usize {
     unsafe { ffi::PyErr_Fetch(&mut t, &mut v, &mut tb) };
     let py = unsafe { Python::assume_attached() };
     let code_obj = unsafe { Bound::from_borrowed_ptr(py, code) };
-    let qualname_attr = cold().qualname_attr;
-    let name = code_name(&code_obj, qualname_attr);
+    let name = code_name(&code_obj);
 
     let (slot, messages) = {
         let mut c = cold();

@@ -133,7 +133,6 @@ fn activate(
         std::mem::forget(cold.source.replace(source));
         cold.stride = stride;
     }
-    cold.qualname_attr = if minor >= 11 { "co_qualname" } else { "co_name" };
     cold.persist_after_fork = persist_after_fork;
 
     if !cold.installed {
@@ -142,7 +141,7 @@ fn activate(
         let current = unsafe { (api.get_eval)(interp) };
         // On 3.9/3.10 the default evaluator is stored explicitly, from 3.11 it is NULL; any
         // other value is someone else's hook, which we call through to rather than bypass.
-        hook::configure(api, layout, index, extra_offset, current.unwrap_or(api.default_eval), minor < 12);
+        hook::configure(api, layout, index, extra_offset, current.unwrap_or(api.default_eval), minor < 12, minor >= 11);
         cold.replaced = current;
         cold.installed = true;
         unsafe { (api.set_eval)(interp, Some(hook::eval_hook)) };

@@ -234,13 +234,9 @@ impl Sink for JitDump {
         for sym in syms {
             self.append_records(&mut buf, sym);
         }
-        let written = (&self.file).write(&buf);
-        let len = buf.len();
+        let written = super::perf_map::write_once(&self.file, &buf);
         self.buf = buf;
-        match written? {
-            n if n == len => Ok(()),
-            n => Err(super::perf_map::undo_short_write(&self.file, n, len)),
-        }
+        written
     }
 
     fn read_back(&self) -> io::Result<Vec<OwnedSymbol>> {

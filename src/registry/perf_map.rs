@@ -51,9 +51,10 @@ pub fn parse_line(line: &[u8]) -> Option<OwnedSymbol> {
     Some(OwnedSymbol { addr, size, name: parts.next()?.to_vec() })
 }
 
-/// One `write(2)` on an O_APPEND file: other writers in this process (CPython's own map
-/// writer, other JITs) can never land in the middle of our lines.
-fn write_once(file: &File, buf: &[u8]) -> io::Result<()> {
+/// One `write(2)`: on an O_APPEND file other writers in this process (CPython's own map
+/// writer, other JITs) can never land in the middle of our records, and a record is in the
+/// file (page cache) as soon as this returns.
+pub fn write_once(file: &File, buf: &[u8]) -> io::Result<()> {
     let n = (&*file).write(buf)?;
     if n != buf.len() {
         return Err(undo_short_write(file, n, buf.len()));

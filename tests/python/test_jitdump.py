@@ -25,6 +25,17 @@ def require_jit_unwinding(interp):
 
 
 def dwarf_profile(interp, work, python_args, env):
+    """`_dwarf_profile_once`, once more if no sample at all names a Python function: sid's
+    perf 7.2 now and then (about 1 run in 40, only seen on sid's 3.13) injects and symbolises
+    nothing jitted; the cause is not found yet (see the session note). A real regression fails
+    both times."""
+    text = _dwarf_profile_once(interp, work, python_args, env)
+    if "py::" not in text:
+        text = _dwarf_profile_once(interp, work, python_args, env)
+    return text
+
+
+def _dwarf_profile_once(interp, work, python_args, env):
     """Records ``python_args`` with DWARF call graphs, injects the jitdump, returns perf
     script's text. The dump stays in /tmp: sid's perf 7.2 (run in the sid root) did not unwind
     through jitted images that perf inject wrote elsewhere, host perf 6.1 did. The process's

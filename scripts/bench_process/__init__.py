@@ -1,0 +1,1 @@
+"""The whole-process benchmark behind scripts/bench-process.py: workloads, runner, report."""

@@ -25,10 +25,16 @@ def require_jit_unwinding(interp):
 
 
 def dwarf_profile(interp, work, python_args, env):
-    """`_dwarf_profile_once`, once more if no sample at all names a Python function: sid's
-    perf 7.2 now and then (about 1 run in 40, only seen on sid's 3.13) injects and symbolises
-    nothing jitted; the cause is not found yet (see the session note). A real regression fails
-    both times."""
+    """`_dwarf_profile_once`, once more if no sample at all names a Python function (about 1
+    run in 25 on sid's 3.13). The cause is in perf 7.2 and in how _native is linked, not in the
+    recording: perf 7.2 keeps one libdw Dwfl per process for the whole session, and it reports
+    each DSO at map start - pgoff. For _native.abi3.so's text that is 0x1000 too high (lld puts
+    p_vaddr at p_offset + 0x1000), so libdw reads the wrong CFI for _native's frames. A sample
+    taken while the module initialises (pyo3's PyModule::add) unwinds to a garbage return
+    address in python3.13's data segment. perf then reports python3.13 again, at the base that
+    segment implies (0x401000, not 0x400000). libdw refuses the overlap, and the cached Dwfl
+    fails every later unwind of the process: no sample keeps a single frame. Runs are
+    independent, so a real regression fails both times."""
     text = _dwarf_profile_once(interp, work, python_args, env)
     if "py::" not in text:
         text = _dwarf_profile_once(interp, work, python_args, env)

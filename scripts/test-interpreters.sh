@@ -11,12 +11,12 @@ host_py=${HOST_PYTHON:-python3.11}
 
 # One wheel for all of them, linked against bullseye's glibc 2.31 (the oldest of the test
 # interpreters' C libraries) so it also loads there. It gets its own target directory: these
-# RUSTFLAGS replace .cargo/config.toml's (hence the frame pointers again), and sharing
+# RUSTFLAGS replace .cargo/config.toml's (hence its flags again, see there), and sharing
 # target/release with `cargo bench` would rebuild everything at every switch.
 sysroot=$(scripts/debian-root.sh bullseye)
 echo "test-interpreters: building the wheel (release)" >&2
 rm -rf target/wheels
-RUSTFLAGS="-C force-frame-pointers=yes -C link-arg=--sysroot=$sysroot \
+RUSTFLAGS="-C force-frame-pointers=yes -C link-arg=-Wl,-z,separate-loadable-segments -C link-arg=--sysroot=$sysroot \
  -C link-arg=-L$sysroot/usr/lib/x86_64-linux-gnu -C link-arg=-L$sysroot/lib/x86_64-linux-gnu" \
 CARGO_TARGET_DIR=target/wheel-build \
     "$host_py" -m maturin build --release --quiet -i "$host_py" -o target/wheels >&2

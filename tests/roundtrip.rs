@@ -54,8 +54,12 @@ proptest! {
             map.record(&Symbol { addr: *addr, size: *size, name }).unwrap();
         }
         let back = map.read_back().unwrap();
+        let live = std::fs::read(&path).unwrap();
+        map.close().unwrap();
         let text = std::fs::read(&path).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
+        // While open, the unused room past the records reads as blank lines; closing cuts it.
+        prop_assert!(live.starts_with(&text) && live[text.len()..].iter().all(|&b| b == b'\n'));
         prop_assert_eq!(text.iter().filter(|&&b| b == b'\n').count(), syms.len());
         prop_assert_eq!(back.len(), syms.len());
         for ((addr, size, name), got) in syms.iter().zip(&back) {
@@ -78,8 +82,14 @@ proptest! {
             dump.record(s).unwrap();
         }
         dump.record_many(many).unwrap();
+        let live = std::fs::read(&path).unwrap();
+        dump.close().unwrap();
         let parsed = jitdump_read::parse(&std::fs::read(&path).unwrap()).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
+        // While open, zeros follow the records (perf stops there); closing cuts them.
+        let live_dump = jitdump_read::parse(&live).unwrap();
+        prop_assert!(live[live.len() - live_dump.trailing..].iter().all(|&b| b == 0));
+        prop_assert_eq!(live_dump.records.len() + 1, parsed.records.len(), "all but CODE_CLOSE");
         prop_assert_eq!(parsed.trailing, 0);
         let loads: Vec<_> = parsed.records.iter().filter_map(|r| match r {
             Record::CodeLoad { code_addr, code_index, name, code, .. } => Some((*code_addr, *code_index, name.clone(), code.len())),

@@ -1,24 +1,44 @@
 //! Forked children: outputs of their own, and trampolines made before fork.
 
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 
 use super::{capi, hook, stack_guard, warn};
 use crate::backend;
 
-/// Runs in the child right after `os.fork()` (registered with `os.register_at_fork`): the
-/// child's outputs move to files named by its own pid, so parent and child never write into
-/// one file; with `persist_after_fork` (the default) they start with everything the parent's
-/// named, since the child runs the trampolines it inherited.
-#[pyfunction]
-pub fn _after_fork_in_child() {
-    stack_guard::forget();
+/// Forks this process has gone through, counted in the child by a `pthread_atfork` handler:
+/// every fork, also one made from C that runs no Python at-fork hook.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// Starts counting forks (once per process).
+pub fn count_forks() {
+    static ONCE: Once = Once::new();
+    extern "C" fn in_child() {
+        FORKS.fetch_add(1, Relaxed);
+    }
+    // SAFETY: registering a plain extern "C" fn; it only touches an atomic.
+    ONCE.call_once(|| unsafe {
+        libc::pthread_atfork(None, None, Some(in_child));
+    });
+}
+
+/// Moves the outputs to files of this process's own if it was forked since they were opened:
+/// the child's records must never go into its parent's files (a shared mapping of them would
+/// even write over the parent's own records). Called before every record is written, and
+/// from the Python at-fork hook. Returns the messages to print once the lock is released.
+pub fn own_outputs(cold: &mut hook::Cold) -> Vec<String> {
+    let forks = FORKS.load(Relaxed);
+    if cold.forks_seen == forks {
+        return Vec::new();
+    }
+    cold.forks_seen = forks;
     crate::registry::jitdump::forget_thread_id();
-    let mut cold = hook::cold();
-    let cold = &mut *cold;
-    let Some(template) = cold.template.as_ref() else { return };
+    let Some(template) = cold.template.as_ref() else { return Vec::new() };
     if cold.registry.is_empty() {
-        return;
+        return Vec::new();
     }
     let pid = std::process::id();
     let messages = cold.registry.after_fork(
@@ -27,6 +47,17 @@ pub fn _after_fork_in_child() {
         |kind, path| backend::open_sink(kind, path, pid, template),
     );
     hook::close_outputs_at_exit();
+    messages
+}
+
+/// Runs in the child right after `os.fork()` (registered with `os.register_at_fork`): the
+/// child's outputs move to files named by its own pid, so parent and child never write into
+/// one file; with `persist_after_fork` (the default) they start with everything the parent's
+/// named, since the child runs the trampolines it inherited.
+#[pyfunction]
+pub fn _after_fork_in_child() {
+    stack_guard::forget();
+    let messages = own_outputs(&mut hook::cold());
     for m in messages {
         warn(&m);
     }

@@ -69,6 +69,8 @@ pub struct Cold {
     pub warned_no_slot: bool,
     /// Whether a forked child's outputs start with everything the parent's named.
     pub persist_after_fork: bool,
+    /// How many forks the outputs have followed (see `fork::own_outputs`).
+    pub forks_seen: u64,
 }
 
 static COLD: Mutex<Cold> = Mutex::new(Cold {
@@ -81,6 +83,7 @@ static COLD: Mutex<Cold> = Mutex::new(Cold {
     slots_created: 0,
     warned_no_slot: false,
     persist_after_fork: true,
+    forks_seen: 0,
 });
 
 /// Never run Python code while holding this (no Python object conversions, imports, or
@@ -212,44 +215,56 @@ unsafe fn extra_via_api(code: *mut PyObject) -> usize {
 /// (characters that UTF-8 cannot hold, such as lone surrogates, are backslash-escaped).
 fn code_name(code: &Bound<'_, PyAny>) -> Vec<u8> {
     let py = code.py();
-    // Interned attribute names and the string's own cached UTF-8: a code object's first call
-    // pays for no temporary objects unless a name holds a lone surrogate (then the encode
-    // fallback spells it out with backslashes).
-    let part = |name: &mut Vec<u8>, attr: &Bound<'_, pyo3::types::PyString>| {
-        let Ok(text) = code.getattr(attr) else { return name.push(b'?') };
-        let utf8 = super::capi::api().ok().and_then(|api| {
-            let mut len: isize = 0;
-            // SAFETY: `text` is alive while we copy; the GIL is held.
-            let p = unsafe { (api.as_utf8)(text.as_ptr(), &mut len) };
-            if p.is_null() {
-                unsafe { ffi::PyErr_Clear() };
-                return None;
-            }
-            // SAFETY: CPython returns `len` bytes of UTF-8 owned by `text`.
-            Some(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len as usize) }.to_vec())
-        });
-        match utf8 {
-            Some(bytes) => name.extend(bytes),
-            None => match text
-                .call_method1("encode", ("utf-8", "backslashreplace"))
-                .and_then(|b| Ok(b.cast_into::<PyBytes>()?.as_bytes().to_vec()))
-            {
-                Ok(bytes) => name.extend(bytes),
-                Err(_) => name.push(b'?'),
-            },
-        }
-    };
+    let mut name = Vec::with_capacity(128);
+    name.extend_from_slice(b"py::");
+    if let Some(fields) = super::code_fields::found() {
+        // SAFETY: `code` is a live code object; the fields hold strings it owns.
+        let (qualname, filename) = unsafe {
+            let read = |offset| Bound::from_borrowed_ptr(py, super::code_fields::read(code.as_ptr(), offset));
+            (read(fields.name), read(fields.filename))
+        };
+        push_utf8(&mut name, &qualname);
+        name.push(b':');
+        push_utf8(&mut name, &filename);
+        return name;
+    }
     let qualname = if HOT.has_qualname.load(Relaxed) {
         pyo3::intern!(py, "co_qualname")
     } else {
         pyo3::intern!(py, "co_name")
     };
-    let mut name = Vec::with_capacity(128);
-    name.extend_from_slice(b"py::");
-    part(&mut name, qualname);
-    name.push(b':');
-    part(&mut name, pyo3::intern!(py, "co_filename"));
+    for (i, attr) in [qualname, pyo3::intern!(py, "co_filename")].into_iter().enumerate() {
+        if i == 1 {
+            name.push(b':');
+        }
+        match code.getattr(attr) {
+            Ok(text) => push_utf8(&mut name, &text),
+            Err(_) => name.push(b'?'),
+        }
+    }
     name
+}
+
+/// Appends the UTF-8 of the str `text`: its own cached UTF-8, so nothing is allocated unless
+/// it holds a lone surrogate (then the encode fallback spells it out with backslashes).
+fn push_utf8(name: &mut Vec<u8>, text: &Bound<'_, PyAny>) {
+    if let Ok(api) = super::capi::api() {
+        let mut len: isize = 0;
+        // SAFETY: `text` is alive while we copy; the GIL is held.
+        let p = unsafe { (api.as_utf8)(text.as_ptr(), &mut len) };
+        if !p.is_null() {
+            // SAFETY: CPython returns `len` bytes of UTF-8 owned by `text`.
+            return name.extend_from_slice(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len as usize) });
+        }
+        unsafe { ffi::PyErr_Clear() };
+    }
+    match text
+        .call_method1("encode", ("utf-8", "backslashreplace"))
+        .and_then(|b| Ok(b.cast_into::<PyBytes>()?.as_bytes().to_vec()))
+    {
+        Ok(bytes) => name.extend(bytes),
+        Err(_) => name.push(b'?'),
+    }
 }
 
 /// Gives `code` a trampoline now unless it has one (for code that will run in forked
@@ -281,11 +296,11 @@ unsafe fn slot_for_new_code(code: *mut PyObject) -> usize {
     let (slot, messages) = {
         let mut c = cold();
         let c = &mut *c;
-        let mut messages = Vec::new();
+        let mut messages = super::fork::own_outputs(c);
         let slot = match c.source.as_mut().map(|s| s.next_slot()) {
             Some(Ok(slot)) => {
                 c.slots_created += 1;
-                messages = c.registry.record(&Symbol { addr: slot.addr, size: slot.size, name: &name });
+                messages.extend(c.registry.record(&Symbol { addr: slot.addr, size: slot.size, name: &name }));
                 slot.addr
             }
             Some(Err(e)) => {

@@ -2,6 +2,7 @@
 
 mod capi;
 mod co_extra;
+mod code_fields;
 mod flamegraph;
 mod fork;
 mod hook;
@@ -94,12 +95,17 @@ fn activate(
     // Found once, before taking the lock: finding it makes Python objects.
     static EXTRA_OFFSET: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
     let extra_offset = *EXTRA_OFFSET.get_or_init(|| co_extra::discover(py, api, index));
+    code_fields::discover_once(py, if minor >= 11 { "co_qualname" } else { "co_name" });
 
     let mut cold = hook::cold();
     let cold = &mut *cold;
     let runtime_err = |e: compiler::CompileError| PyRuntimeError::new_err(e.to_string());
     if cold.template.is_none() {
         cold.template = Some(compiler::compile(&Target::Host, false).map_err(runtime_err)?);
+    }
+    // A forked child activating again: first move what it inherited to files of its own.
+    for m in fork::own_outputs(cold) {
+        warn(&m);
     }
     let template = cold.template.as_ref().expect("compiled above");
     let stride = backends.min_stride(template).map_err(runtime_err)?;
@@ -146,6 +152,7 @@ fn activate(
         cold.installed = true;
         unsafe { (api.set_eval)(interp, Some(hook::eval_hook)) };
     }
+    fork::count_forks();
     hook::close_outputs_at_exit();
     hook::set_active(true);
     Ok(())
@@ -201,6 +208,8 @@ fn _state(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     d.set_item("hook_installed", installed)?;
     d.set_item("code_memory", code_memory)?;
     d.set_item("extra_index", hook::extra_index())?;
+    // Whether new code objects are named by reading their fields (else through getattr).
+    d.set_item("names_by_offset", code_fields::found().is_some())?;
     Ok(d)
 }
 

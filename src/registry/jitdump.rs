@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use target_lexicon::Architecture;
 
+use super::appender::{Appender, Order};
 use super::{OpenError, OwnedSymbol, Sink, Symbol, check_owner, jitdump_read, name};
 use crate::compiler::{CompileError, Template};
 use crate::unwind::{self, JitUnwind};
@@ -84,7 +85,7 @@ pub fn forget_thread_id() {
 }
 
 pub struct JitDump {
-    file: File,
+    out: Appender,
     path: PathBuf,
     pid: u32,
     code: Vec<u8>,
@@ -114,7 +115,7 @@ impl JitDump {
         // the file is ours (a stale dump of an earlier process with our pid).
         let mut file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .append(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
@@ -134,7 +135,8 @@ impl JitDump {
             return Err(fail(e));
         }
         Ok(JitDump {
-            file,
+            // Zeros past the last record: a record header of size 0 ends perf's reading.
+            out: Appender::new(file, 0),
             path,
             pid,
             code: template.code.clone(),
@@ -221,8 +223,8 @@ impl Sink for JitDump {
         &self.path
     }
 
-    /// Writes `CODE_UNWINDING_INFO` then `CODE_LOAD` with one `write(2)`: a record is in the
-    /// file (page cache) as soon as this returns, so `perf inject` can read a running
+    /// Appends `CODE_UNWINDING_INFO` then `CODE_LOAD`, the first header last: a record is in
+    /// the file (page cache) as soon as this returns, so `perf inject` can read a running
     /// program's dump and nothing is lost if the process is killed.
     fn record(&mut self, sym: &Symbol) -> io::Result<()> {
         self.record_many(std::slice::from_ref(sym))
@@ -234,7 +236,7 @@ impl Sink for JitDump {
         for sym in syms {
             self.append_records(&mut buf, sym);
         }
-        let written = super::perf_map::write_once(&self.file, &buf);
+        let written = self.out.append(&buf, Order::HeadLast(8));
         self.buf = buf;
         written
     }
@@ -260,6 +262,7 @@ impl Sink for JitDump {
         put_u32(&mut b, CODE_CLOSE);
         put_u32(&mut b, 16);
         put_u64(&mut b, monotonic_ns());
-        (&self.file).write_all(&b)
+        self.out.append(&b, Order::HeadLast(8))?;
+        self.out.finish()
     }
 }

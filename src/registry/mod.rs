@@ -1,5 +1,6 @@
 //! The process-wide symbol registry: tells every output sink which name lives at which address.
 
+pub mod appender;
 pub mod jitdump;
 pub mod jitdump_read;
 pub mod name;

@@ -15,6 +15,12 @@ fn needs_escape(c: char) -> bool {
 /// byte that is not valid UTF-8 becomes `\xNN` (two hex digits) or `\u{...}` for control
 /// characters beyond Latin-1, and the result is at most [`MAX_NAME_BYTES`] long.
 pub fn clean(raw: &[u8]) -> Cow<'_, str> {
+    // Nearly every name is printable ASCII: one pass over the bytes settles it (no early
+    // exit, so the compiler makes it vector compares).
+    if raw.len() <= MAX_NAME_BYTES && raw.iter().fold(true, |ok, &b| ok & (b.wrapping_sub(0x20) < 0x5f)) {
+        // SAFETY: printable ASCII is valid UTF-8.
+        return Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(raw) });
+    }
     if raw.len() <= MAX_NAME_BYTES
         && let Ok(s) = std::str::from_utf8(raw)
         && !s.chars().any(needs_escape)

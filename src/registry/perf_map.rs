@@ -1,27 +1,31 @@
 //! The perf map sink: `/tmp/perf-<pid>.map`, one `"<addr> <size> <name>\n"` line per symbol.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::OpenOptions;
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use super::appender::{Appender, Order};
 use super::{OpenError, OwnedSymbol, Sink, Symbol, check_owner, name};
 
 /// What this sink is called in messages, and its key in the registry.
 pub const KIND: &str = "perf map";
 
 pub struct PerfMap {
-    file: File,
+    out: Appender,
     path: PathBuf,
     line: Vec<u8>,
 }
 
 impl PerfMap {
     /// Opens (creating if needed, mode 0600) the map at `path` (perf looks for
-    /// `/tmp/perf-<pid>.map`) for appending. Never follows a symlink planted there.
+    /// `/tmp/perf-<pid>.map`) for appending. Never follows a symlink planted there. Past the
+    /// last record the file holds blank lines while the program runs (see appender.rs); they
+    /// are cut off at a normal exit, and perf skips them after a SIGKILL.
     pub fn open(path: &Path) -> Result<PerfMap, OpenError> {
         let path = path.to_path_buf();
         let file = OpenOptions::new()
+            .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
@@ -30,7 +34,7 @@ impl PerfMap {
             .map_err(|error| OpenError { kind: KIND, path: path.clone(), error })?;
         check_owner(&file).map_err(|error| OpenError { kind: KIND, path: path.clone(), error })?;
         Ok(PerfMap {
-            file,
+            out: Appender::new(file, b'\n'),
             path,
             line: Vec::with_capacity(256),
         })
@@ -39,8 +43,23 @@ impl PerfMap {
 
 /// Appends one map line to `out` (hex without `0x`, as perf's reader expects).
 pub fn format_line(out: &mut Vec<u8>, sym: &Symbol) {
-    // Writing into a Vec cannot fail.
-    let _ = writeln!(out, "{:x} {:x} {}", sym.addr, sym.size, name::clean(sym.name));
+    push_hex(out, sym.addr as u64);
+    out.push(b' ');
+    push_hex(out, sym.size as u64);
+    out.push(b' ');
+    out.extend_from_slice(name::clean(sym.name).as_bytes());
+    out.push(b'\n');
+}
+
+/// Lower-case hex digits of `v`, no leading zeros. By hand: `write!` through `fmt` was most of
+/// the cost of a record.
+fn push_hex(out: &mut Vec<u8>, v: u64) {
+    let digits = (64 - (v | 1).leading_zeros()).div_ceil(4) as usize;
+    let mut buf = [0u8; 16];
+    for (i, d) in buf[..digits].iter_mut().rev().enumerate() {
+        *d = b"0123456789abcdef"[(v >> (i * 4)) as usize & 15];
+    }
+    out.extend_from_slice(&buf[..digits]);
 }
 
 /// Parses one map line (without its newline) back into a symbol.
@@ -49,30 +68,6 @@ pub fn parse_line(line: &[u8]) -> Option<OwnedSymbol> {
     let addr = usize::from_str_radix(std::str::from_utf8(parts.next()?).ok()?, 16).ok()?;
     let size = usize::from_str_radix(std::str::from_utf8(parts.next()?).ok()?, 16).ok()?;
     Some(OwnedSymbol { addr, size, name: parts.next()?.to_vec() })
-}
-
-/// One `write(2)`: on an O_APPEND file other writers in this process (CPython's own map
-/// writer, other JITs) can never land in the middle of our records, and a record is in the
-/// file (page cache) as soon as this returns.
-pub fn write_once(file: &File, buf: &[u8]) -> io::Result<()> {
-    let n = (&*file).write(buf)?;
-    if n != buf.len() {
-        return Err(undo_short_write(file, n, buf.len()));
-    }
-    Ok(())
-}
-
-/// A short write (a full disk) leaves a piece of a record at the end of the file; perf would
-/// read it as a record. Cut it off again, and report the disk as full.
-pub fn undo_short_write(file: &File, written: usize, wanted: usize) -> io::Error {
-    let undone = file
-        .metadata()
-        .and_then(|m| file.set_len(m.len().saturating_sub(written as u64)))
-        .map_or("could not be undone", |()| "undone");
-    io::Error::new(
-        io::ErrorKind::StorageFull,
-        format!("No space left on device (wrote {written} of {wanted} bytes, {undone})"),
-    )
 }
 
 impl Sink for PerfMap {
@@ -87,13 +82,13 @@ impl Sink for PerfMap {
     fn record(&mut self, sym: &Symbol) -> io::Result<()> {
         self.line.clear();
         format_line(&mut self.line, sym);
-        write_once(&self.file, &self.line)
+        self.out.append(&self.line, Order::Forward)
     }
 
     fn record_many(&mut self, syms: &[Symbol]) -> io::Result<()> {
         let mut buf = Vec::with_capacity(syms.len() * 64);
         syms.iter().for_each(|s| format_line(&mut buf, s));
-        write_once(&self.file, &buf)
+        self.out.append(&buf, Order::Forward)
     }
 
     fn read_back(&self) -> io::Result<Vec<OwnedSymbol>> {
@@ -101,6 +96,10 @@ impl Sink for PerfMap {
         // those name inherited code just as well.
         let text = std::fs::read(&self.path)?;
         Ok(text.split(|&b| b == b'\n').filter_map(parse_line).collect())
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        self.out.finish()
     }
 }
 
@@ -122,8 +121,10 @@ mod tests {
         let mut m = PerfMap::open(&dir.join("perf-4242.map")).unwrap();
         m.record(&Symbol { addr: 0x7f00_dead_b000, size: 11, name: b"py::f:/a.py" }).unwrap();
         m.record(&Symbol { addr: 0x10, size: 0x20, name: b"py::g\n:/b.py" }).unwrap();
+        m.record(&Symbol { addr: 0, size: 0xffff_ffff_ffff_ffff, name: b"z" }).unwrap();
+        m.close().unwrap();
         let text = std::fs::read_to_string(dir.join("perf-4242.map")).unwrap();
-        assert_eq!(text, "7f00deadb000 b py::f:/a.py\n10 20 py::g\\x0a:/b.py\n");
+        assert_eq!(text, "7f00deadb000 b py::f:/a.py\n10 20 py::g\\x0a:/b.py\n0 ffffffffffffffff z\n");
         let mode = std::fs::metadata(dir.join("perf-4242.map")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }

@@ -32,6 +32,8 @@ def dump_pids_and_names(work, pid):
     pos, pids, names = struct.unpack_from("=I", data, 8)[0], set(), []
     while pos + 16 <= len(data):
         rid, size = struct.unpack_from("=II", data, pos)
+        if size < 16:
+            break  # a header of zeros: the writer's unused room (a child leaving by os._exit)
         if rid == 0:
             pids.update(struct.unpack_from("=II", data, pos + 16))
             names.append(data[pos + 56:data.index(b"\0", pos + 56)].decode())

@@ -1,0 +1,322 @@
+//! Appends records to an output file through a shared mapping of its tail: no system call per
+//! record, yet every record is in the file the moment it is copied.
+//!
+//! A store into a `MAP_SHARED` file mapping lands in the page cache, which outlives the
+//! process: a SIGKILL right after a record was appended loses nothing, and `perf inject` or
+//! `perf report` reading the file while the program runs sees every record so far. The room
+//! ahead of the records is added to the file as `fill` bytes (written, or reserved with
+//! `fallocate` for zeros) before it is mapped, so a full disk is an error at that point and
+//! never a SIGBUS on a later store, and a reader of the file meets only fill past the last
+//! record: blank lines, which perf's map reader skips, or zeros, whose record header (size 0)
+//! ends perf's jitdump reader.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{Ordering, compiler_fence, fence};
+
+/// The first window of room; every next one doubles, up to [`MAX_WINDOW`]. Small at first
+/// because a process that ends without running exit handlers (`os._exit`, as multiprocessing's
+/// children do) leaves its unused room in the file.
+const FIRST_WINDOW: usize = 64 << 10;
+const MAX_WINDOW: usize = 1 << 20;
+
+/// In which order a record's bytes are stored, so that a process killed in the middle of a
+/// copy leaves nothing a reader would take for a wrong record.
+#[derive(Clone, Copy, Debug)]
+pub enum Order {
+    /// Front to back, 8 bytes at a time: a cut-off map line is a prefix of the real one, and
+    /// perf skips a line without a name (a line cut inside its name still has the right address).
+    Forward,
+    /// Everything after the first `n` bytes, then those: a jitdump record header (id and size)
+    /// still zero means "end of file" to perf until the whole record is there.
+    HeadLast(usize),
+}
+
+/// The mapped room at the end of the file.
+struct Window {
+    base: *mut u8,
+    len: usize,
+    /// File offset of `base` (a page boundary).
+    offset: u64,
+    /// Bytes from `base` on that hold records (or precede the first of ours in the page).
+    used: usize,
+}
+
+pub struct Appender {
+    file: File,
+    fill: u8,
+    window: Option<Window>,
+    next_window: usize,
+    /// Set when the file cannot be mapped (or after `finish`): records go out with `write(2)`.
+    direct: bool,
+}
+
+// SAFETY: the window is a mapping owned by this appender alone; moving it between threads is
+// no different from moving the file descriptor.
+unsafe impl Send for Appender {}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+impl Appender {
+    /// Appends to `file`, which must be open for reading and appending (`O_RDWR | O_APPEND`:
+    /// a shared writable mapping needs read access, and other writers of the same file, such
+    /// as CPython's own map writer, append after our room instead of into it). `fill` is what
+    /// readers find past the last record.
+    pub fn new(file: File, fill: u8) -> Appender {
+        Appender { file, fill, window: None, next_window: FIRST_WINDOW, direct: false }
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Appends `record`; when this returns Ok the record is in the file.
+    pub fn append(&mut self, record: &[u8], order: Order) -> io::Result<()> {
+        if self.direct {
+            return write_once(&self.file, record);
+        }
+        let fits = self.window.as_ref().is_some_and(|w| w.len - w.used >= record.len());
+        if !fits && !self.grow(record.len())? {
+            self.direct = true;
+            return write_once(&self.file, record);
+        }
+        let w = self.window.as_mut().expect("grow maps a window");
+        // SAFETY: `used + record.len() <= len`: the bytes are inside our writable mapping.
+        unsafe { store(w.base.add(w.used), record, order) };
+        w.used += record.len();
+        Ok(())
+    }
+
+    /// Maps new room for at least `need` bytes at the end of the file. Returns false if the
+    /// file cannot be mapped (then records go out with `write(2)`).
+    fn grow(&mut self, need: usize) -> io::Result<bool> {
+        let page = page_size() as u64;
+        // Where our records stop, and where the room we had mapped for them stops.
+        let ends = self.window.as_ref().map(|w| (w.offset + w.used as u64, w.offset + w.len as u64));
+        let at_least = need.next_multiple_of(page as usize);
+        let size = self.next_window.max(at_least);
+        // A nearly full disk may still hold what this record needs.
+        let (room, size) = match self.add_room(size) {
+            Err(e) if e.kind() == io::ErrorKind::StorageFull && size > at_least => {
+                (self.add_room(at_least)?, at_least)
+            }
+            other => (other?, size),
+        };
+        let end = room + size as u64;
+        // Records continue where they stopped unless someone else appended after our old
+        // room; then its rest stays fill and records go on after their bytes.
+        let start = match ends {
+            Some((records_end, room_end)) if room_end == room => records_end,
+            _ => room,
+        };
+        let offset = start / page * page;
+        let len = (end - offset) as usize;
+        // SAFETY: a fresh shared mapping of our own file, inside its size.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.file.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            // A file system without shared mappings: take the new room back, cut the old
+            // room off, and write instead.
+            if self.file.metadata()?.len() == end {
+                self.file.set_len(room)?;
+            }
+            self.finish()?;
+            return Ok(false);
+        }
+        self.unmap();
+        self.window = Some(Window { base: base.cast(), len, offset, used: (start - offset) as usize });
+        self.next_window = (size * 2).min(MAX_WINDOW);
+        Ok(true)
+    }
+
+    /// Adds `len` bytes of fill at the end of the file; returns where they start. Zeros are
+    /// reserved with `fallocate` (no bytes to copy); other fill, or a file system without
+    /// `fallocate`, takes one `write(2)`, whose O_APPEND places it after anything another
+    /// writer added.
+    fn add_room(&self, len: usize) -> io::Result<u64> {
+        if self.fill == 0 {
+            let end = self.file.metadata()?.len();
+            // SAFETY: plain system call on our own descriptor.
+            if unsafe { libc::fallocate(self.file.as_raw_fd(), 0, end as libc::off_t, len as libc::off_t) } == 0 {
+                return Ok(end);
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+                return Err(e);
+            }
+        }
+        write_once(&self.file, &vec![self.fill; len])?;
+        // O_APPEND left the offset at the end of what we just wrote.
+        Ok((&self.file).seek(SeekFrom::Current(0))? - len as u64)
+    }
+
+    fn unmap(&mut self) {
+        if let Some(w) = self.window.take() {
+            // SAFETY: the window was mapped by us with this length and nothing refers into it.
+            unsafe { libc::munmap(w.base.cast(), w.len) };
+        }
+    }
+
+    /// At the end of the output: cuts the unused room off the file (unless someone else
+    /// appended after it) and writes any later record with `write(2)`.
+    pub fn finish(&mut self) -> io::Result<()> {
+        let Some(w) = self.window.as_ref() else { return Ok(()) };
+        let (records_end, room_end) = (w.offset + w.used as u64, w.offset + w.len as u64);
+        self.unmap();
+        self.direct = true;
+        if self.file.metadata()?.len() == room_end {
+            self.file.set_len(records_end)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Appender {
+    /// Unmaps only: a forked child dropping its copy of the parent's appender must leave the
+    /// parent's file as it is.
+    fn drop(&mut self) {
+        self.unmap();
+    }
+}
+
+/// Stores `record` at `dst` in the given order. Fences keep the compiler (and, for the head,
+/// the CPU) from reordering the stores that order depends on.
+///
+/// # Safety
+/// `dst` must be valid for `record.len()` bytes of writes.
+unsafe fn store(dst: *mut u8, record: &[u8], order: Order) {
+    match order {
+        Order::Forward => {
+            let mut words = record.chunks_exact(8);
+            let mut at = dst;
+            for word in &mut words {
+                // One 8-byte store each (a memcpy call per chunk would cost more than the copy).
+                unsafe {
+                    at.cast::<[u8; 8]>().write_unaligned(word.try_into().expect("8 bytes"));
+                    at = at.add(8);
+                }
+                compiler_fence(Ordering::SeqCst);
+            }
+            for (i, &b) in words.remainder().iter().enumerate() {
+                unsafe { at.add(i).write(b) };
+            }
+        }
+        Order::HeadLast(n) => {
+            let n = n.min(record.len());
+            unsafe { std::ptr::copy_nonoverlapping(record[n..].as_ptr(), dst.add(n), record.len() - n) };
+            fence(Ordering::Release);
+            unsafe { std::ptr::copy_nonoverlapping(record.as_ptr(), dst, n) };
+        }
+    }
+}
+
+/// One `write(2)`: on an O_APPEND file other writers in this process (CPython's own map
+/// writer, other JITs) can never land in the middle of our bytes, and they are in the file
+/// (page cache) as soon as this returns.
+pub fn write_once(file: &File, buf: &[u8]) -> io::Result<()> {
+    let n = (&*file).write(buf)?;
+    if n != buf.len() {
+        return Err(undo_short_write(file, n, buf.len()));
+    }
+    Ok(())
+}
+
+/// A short write (a full disk) leaves a piece of a record at the end of the file; perf would
+/// read it as a record. Cut it off again, and report the disk as full.
+pub fn undo_short_write(file: &File, written: usize, wanted: usize) -> io::Error {
+    let undone = file
+        .metadata()
+        .and_then(|m| file.set_len(m.len().saturating_sub(written as u64)))
+        .map_or("could not be undone", |()| "undone");
+    io::Error::new(
+        io::ErrorKind::StorageFull,
+        format!("No space left on device (wrote {written} of {wanted} bytes, {undone})"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    fn open(tag: &str) -> (std::path::PathBuf, File) {
+        let dir = std::env::temp_dir().join(format!("pt-appender-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .unwrap();
+        (path, file)
+    }
+
+    #[test]
+    fn records_are_in_the_file_before_finish_and_the_room_is_cut_at_finish() {
+        let (path, file) = open("basic");
+        let mut a = Appender::new(file, b'\n');
+        let mut expected = Vec::new();
+        for i in 0..20_000u32 {
+            let line = format!("{i:x} 10 name-{i}\n");
+            a.append(line.as_bytes(), Order::Forward).unwrap();
+            expected.extend_from_slice(line.as_bytes());
+        }
+        let live = std::fs::read(&path).unwrap();
+        assert!(live.len() > expected.len(), "room is preallocated");
+        assert_eq!(&live[..expected.len()], &expected[..]);
+        assert!(live[expected.len()..].iter().all(|&b| b == b'\n'), "room reads as fill");
+        a.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+        // After finish, records are still appended (with write(2)).
+        a.append(b"late\n", Order::Forward).unwrap();
+        expected.extend_from_slice(b"late\n");
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+
+    #[test]
+    fn another_writer_appending_in_between_is_kept_and_never_overwritten() {
+        let (path, file) = open("other");
+        let other = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut a = Appender::new(file, b'\n');
+        a.append(b"ours-1\n", Order::Forward).unwrap();
+        write_once(&other, b"theirs\n").unwrap();
+        // Fill the first window so the next record needs new room after their line.
+        let mut filler = vec![b'x'; FIRST_WINDOW];
+        filler[FIRST_WINDOW - 1] = b'\n';
+        a.append(&filler, Order::Forward).unwrap();
+        a.append(b"ours-2\n", Order::Forward).unwrap();
+        a.finish().unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.iter().filter(|l| **l == b"theirs").count(), 1);
+        assert_eq!(lines.iter().filter(|l| **l == b"ours-1").count(), 1);
+        assert_eq!(lines.iter().filter(|l| **l == b"ours-2").count(), 1);
+        let theirs_at = text.windows(7).position(|w| w == b"theirs\n").unwrap();
+        let ours_2_at = text.windows(7).position(|w| w == b"ours-2\n").unwrap();
+        assert!(theirs_at < ours_2_at, "our new room starts after their bytes");
+    }
+
+    #[test]
+    fn head_last_leaves_zeros_where_the_head_goes_until_the_end() {
+        let mut buf = [0u8; 24];
+        let record: Vec<u8> = (1..=24).collect();
+        // SAFETY: buf has room for the record.
+        unsafe { store(buf.as_mut_ptr(), &record, Order::HeadLast(8)) };
+        assert_eq!(buf.to_vec(), record);
+    }
+}

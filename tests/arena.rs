@@ -129,7 +129,7 @@ fn stride_honours_the_minimum_asked_for() {
     let mut arena = StampArena::new(&t.code, 200);
     let a = arena.next_slot().unwrap();
     let b = arena.next_slot().unwrap();
-    assert!(b.addr - a.addr >= 200 && (b.addr - a.addr) % 16 == 0);
+    assert!(b.addr - a.addr >= 200 && (b.addr - a.addr).is_multiple_of(16));
     check_slot(b);
 }
 

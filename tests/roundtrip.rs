@@ -38,10 +38,11 @@ proptest! {
         prop_assert!(c.len() <= MAX_NAME_BYTES);
         prop_assert!(!c.chars().any(char::is_control));
         prop_assert_eq!(clean(c.as_bytes()), c.clone(), "cleaning twice changes nothing");
-        if let Ok(s) = std::str::from_utf8(&raw) {
-            if s.len() <= MAX_NAME_BYTES && !s.chars().any(char::is_control) {
-                prop_assert_eq!(c, s, "clean names pass unchanged");
-            }
+        if let Ok(s) = std::str::from_utf8(&raw)
+            && s.len() <= MAX_NAME_BYTES
+            && !s.chars().any(char::is_control)
+        {
+            prop_assert_eq!(c, s, "clean names pass unchanged");
         }
     }
 

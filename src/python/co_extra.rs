@@ -23,12 +23,7 @@ struct Extras {
 /// The offset of `co_extra` in code objects, or None if it could not be found (then callers
 /// go through the API).
 pub fn discover(py: Python<'_>, api: &Api, index: isize) -> Option<usize> {
-    // The builtin called directly, so no Python frame runs (a tracer would see one).
-    let code = py
-        .import("builtins")
-        .and_then(|b| b.getattr("compile"))
-        .and_then(|compile| compile.call1(("0", "<perf_trampoline probe>", "eval")))
-        .ok()?;
+    let code = super::probe::compile(py, c"0", c"<perf_trampoline probe>", super::probe::EVAL).ok()?;
     let size: usize = code.get_type().getattr("__basicsize__").ok()?.extract().ok()?;
     let words = size / std::mem::size_of::<usize>();
     let base = code.as_ptr().cast::<usize>();

@@ -30,13 +30,14 @@ pub fn found() -> Option<Fields> {
 }
 
 fn discover<'py>(py: Python<'py>, name_attr: &str) -> PyResult<Option<Fields>> {
-    // The builtin called directly, so no Python frame runs (a tracer would see one). The
-    // inner function's qualified name differs from its plain name, and the file name from both.
-    let module = py.import("builtins")?.getattr("compile")?.call1((
-        "def _perf_trampoline_outer():\n    def _perf_trampoline_inner(): pass\n",
-        "<perf_trampoline fields probe>",
-        "exec",
-    ))?;
+    // The inner function's qualified name differs from its plain name, and the file name
+    // from both.
+    let module = super::probe::compile(
+        py,
+        c"def _perf_trampoline_outer():\n    def _perf_trampoline_inner(): pass\n",
+        c"<perf_trampoline fields probe>",
+        super::probe::FILE,
+    )?;
     let code_type = module.get_type();
     let is_code = |o: &Bound<'_, PyAny>| o.get_type().is(&code_type);
     let find_code = |holder: &Bound<'py, PyAny>| -> PyResult<Option<Bound<'py, PyAny>>> {

@@ -69,7 +69,7 @@ pub fn _after_fork_in_child() {
 pub fn _prepare_code(code: &Bound<'_, PyAny>) -> PyResult<bool> {
     let api = capi::api().map_err(PyRuntimeError::new_err)?;
     // SAFETY: reading the type of a live object.
-    if unsafe { (*code.as_ptr()).ob_type } as usize != api.code_type as usize {
+    if !std::ptr::eq(unsafe { (*code.as_ptr()).ob_type }, api.code_type) {
         return Err(PyTypeError::new_err("expected a code object"));
     }
     if !hook::cold().installed {

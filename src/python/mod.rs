@@ -6,6 +6,7 @@ mod code_fields;
 mod flamegraph;
 mod fork;
 mod hook;
+mod probe;
 mod stack_guard;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};

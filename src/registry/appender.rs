@@ -10,7 +10,7 @@
 //! zeros, whose record header (size 0) ends perf's jitdump reader.
 
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{Ordering, compiler_fence, fence};
 
@@ -67,10 +67,6 @@ impl Appender {
     /// readers find past the last record.
     pub fn new(file: File, fill: u8) -> Appender {
         Appender { file, fill, window: None, next_window: FIRST_WINDOW, direct: false }
-    }
-
-    pub fn file(&self) -> &File {
-        &self.file
     }
 
     /// Appends `record`; when this returns Ok the record is in the file.
@@ -156,7 +152,7 @@ impl Appender {
             return Err(undo_short_write(&self.file, n, len));
         }
         // O_APPEND left the offset at the end of what we just wrote.
-        Ok((&self.file).seek(SeekFrom::Current(0))? - len as u64)
+        Ok((&self.file).stream_position()? - len as u64)
     }
 
     fn unmap(&mut self) {

@@ -27,3 +27,49 @@ def test_seed_example_chain_under_perf_record_g(interp, work):
     hits, total = chain_share(text, ["foo", "bar", "baz", "<module>"], filename=str(seed))
     assert total >= 300, "too few samples to judge: %d" % total
     assert hits >= 0.9 * total, "%d of %d samples show foo < bar < baz < <module>" % (hits, total)
+
+
+KILLED = r'''
+import os, signal, sys
+def foo(n):
+    result = 0
+    for _ in range(n):
+        result += 1
+    return result
+def bar(n):
+    foo(n)
+def baz(n):
+    bar(n)
+baz(int(sys.argv[1]))
+os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_perf_reads_the_map_of_a_process_killed_with_sigkill(interp, work):
+    """No exit handler runs: the map keeps the blank lines of its unused room after the
+    records, and perf must still name every sample's Python frames from it."""
+    if not interp.has_frame_pointers():
+        pytest.skip("%s is built without frame pointers: perf record -g cannot walk it "
+                    "(the jitdump + DWARF workflow covers it)" % interp.name)
+    prog = work / "killed.py"
+    prog.write_text(KILLED)
+    data = work / "perf.data"
+    rec = interp.perf(["record", "-F", "999", "-g", "-q", "-o", str(data), "--", "env", "PERF_TRAMPOLINE=perf"]
+                      + interp.python + [str(prog), "40000000"], cwd=work)
+    assert data.exists(), rec.stderr.decode()
+    script = interp.perf(["script", "--no-inline", "-i", str(data)], cwd=work)
+    assert script.returncode == 0, script.stderr.decode()
+    text = script.stdout.decode(errors="replace")
+    pids = {line.split()[1] for line in text.splitlines() if line and not line[0].isspace()}
+    maps = [pathlib.Path("/tmp/perf-%s.map" % pid) for pid in pids if pid.isdigit()]
+    try:
+        python_map = [m for m in maps if m.exists() and "py::foo:" in m.read_text()]
+        assert len(python_map) == 1, "no map names foo: %s" % maps
+        body = python_map[0].read_text()
+        assert body.endswith("\n\n"), "the killed process's map should keep its blank room"
+    finally:
+        for m in maps:
+            m.unlink(missing_ok=True)
+    hits, total = chain_share(text, ["foo", "bar", "baz", "<module>"], filename=str(prog))
+    assert total >= 300, "too few samples to judge: %d" % total
+    assert hits >= 0.9 * total, "%d of %d samples show foo < bar < baz < <module>" % (hits, total)

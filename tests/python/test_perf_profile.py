@@ -29,30 +29,15 @@ def test_seed_example_chain_under_perf_record_g(interp, work):
     assert hits >= 0.9 * total, "%d of %d samples show foo < bar < baz < <module>" % (hits, total)
 
 
-KILLED = r'''
-import os, signal, sys
-def foo(n):
-    result = 0
-    for _ in range(n):
-        result += 1
-    return result
-def bar(n):
-    foo(n)
-def baz(n):
-    bar(n)
-baz(int(sys.argv[1]))
-os.kill(os.getpid(), signal.SIGKILL)
-'''
-
-
 def test_perf_reads_the_map_of_a_process_killed_with_sigkill(interp, work):
     """No exit handler runs: the map keeps the blank lines of its unused room after the
     records, and perf must still name every sample's Python frames from it."""
     if not interp.has_frame_pointers():
         pytest.skip("%s is built without frame pointers: perf record -g cannot walk it "
                     "(the jitdump + DWARF workflow covers it)" % interp.name)
-    prog = work / "killed.py"
-    prog.write_text(KILLED)
+    # The seed example, ending in a SIGKILL of itself once its work is done.
+    prog = copy_example("seed_example.py", work)
+    prog.write_text(prog.read_text() + "\nimport os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
     data = work / "perf.data"
     rec = interp.perf(["record", "-F", "999", "-g", "-q", "-o", str(data), "--", "env", "PERF_TRAMPOLINE=perf"]
                       + interp.python + [str(prog), "40000000"], cwd=work)

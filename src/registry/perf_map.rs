@@ -43,11 +43,13 @@ impl PerfMap {
 
 /// Appends one map line to `out` (hex without `0x`, as perf's reader expects).
 pub fn format_line(out: &mut Vec<u8>, sym: &Symbol) {
+    let name = name::clean(sym.name);
+    out.reserve(16 + 1 + 16 + 1 + name.len() + 1);
     push_hex(out, sym.addr as u64);
     out.push(b' ');
     push_hex(out, sym.size as u64);
     out.push(b' ');
-    out.extend_from_slice(name::clean(sym.name).as_bytes());
+    out.extend_from_slice(name.as_bytes());
     out.push(b'\n');
 }
 

@@ -45,6 +45,7 @@ struct Window {
 pub struct Appender {
     file: File,
     fill: u8,
+    order: Order,
     window: Option<Window>,
     next_window: usize,
     /// Set when the file cannot be mapped (or after `finish`): records go out with `write(2)`.
@@ -64,13 +65,13 @@ impl Appender {
     /// Appends to `file`, which must be open for reading and appending (`O_RDWR | O_APPEND`:
     /// a shared writable mapping needs read access, and other writers of the same file, such
     /// as CPython's own map writer, append after our room instead of into it). `fill` is what
-    /// readers find past the last record.
-    pub fn new(file: File, fill: u8) -> Appender {
-        Appender { file, fill, window: None, next_window: FIRST_WINDOW, direct: false }
+    /// readers find past the last record; `order`, how each record is stored.
+    pub fn new(file: File, fill: u8, order: Order) -> Appender {
+        Appender { file, fill, order, window: None, next_window: FIRST_WINDOW, direct: false }
     }
 
     /// Appends `record`; when this returns Ok the record is in the file.
-    pub fn append(&mut self, record: &[u8], order: Order) -> io::Result<()> {
+    pub fn append(&mut self, record: &[u8]) -> io::Result<()> {
         if self.direct {
             return write_once(&self.file, record);
         }
@@ -81,7 +82,7 @@ impl Appender {
         }
         let w = self.window.as_mut().expect("grow maps a window");
         // SAFETY: `used + record.len() <= len`: the bytes are inside our writable mapping.
-        unsafe { store(w.base.add(w.used), record, order) };
+        unsafe { store(w.base.add(w.used), record, self.order) };
         w.used += record.len();
         Ok(())
     }
@@ -262,11 +263,11 @@ mod tests {
     #[test]
     fn records_are_in_the_file_before_finish_and_the_room_is_cut_at_finish() {
         let (path, file) = open("basic");
-        let mut a = Appender::new(file, b'\n');
+        let mut a = Appender::new(file, b'\n', Order::Forward);
         let mut expected = Vec::new();
         for i in 0..20_000u32 {
             let line = format!("{i:x} 10 name-{i}\n");
-            a.append(line.as_bytes(), Order::Forward).unwrap();
+            a.append(line.as_bytes()).unwrap();
             expected.extend_from_slice(line.as_bytes());
         }
         let live = std::fs::read(&path).unwrap();
@@ -276,7 +277,7 @@ mod tests {
         a.finish().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), expected);
         // After finish, records are still appended (with write(2)).
-        a.append(b"late\n", Order::Forward).unwrap();
+        a.append(b"late\n").unwrap();
         expected.extend_from_slice(b"late\n");
         assert_eq!(std::fs::read(&path).unwrap(), expected);
     }
@@ -285,14 +286,14 @@ mod tests {
     fn another_writer_appending_in_between_is_kept_and_never_overwritten() {
         let (path, file) = open("other");
         let other = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-        let mut a = Appender::new(file, b'\n');
-        a.append(b"ours-1\n", Order::Forward).unwrap();
+        let mut a = Appender::new(file, b'\n', Order::Forward);
+        a.append(b"ours-1\n").unwrap();
         write_once(&other, b"theirs\n").unwrap();
         // Fill the first window so the next record needs new room after their line.
         let mut filler = vec![b'x'; FIRST_WINDOW];
         filler[FIRST_WINDOW - 1] = b'\n';
-        a.append(&filler, Order::Forward).unwrap();
-        a.append(b"ours-2\n", Order::Forward).unwrap();
+        a.append(&filler).unwrap();
+        a.append(b"ours-2\n").unwrap();
         a.finish().unwrap();
         let text = std::fs::read(&path).unwrap();
         let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();

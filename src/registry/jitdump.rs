@@ -4,16 +4,15 @@
 //! `tools/perf/Documentation/jitdump-specification.txt`), and no maintained Rust crate writes
 //! it (the ones that exist only read it).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use target_lexicon::Architecture;
 
 use super::appender::{Appender, Order};
-use super::{OpenError, OwnedSymbol, Sink, Symbol, check_owner, jitdump_read, name};
+use super::{OpenError, OwnedSymbol, Sink, Symbol, jitdump_read, name};
 use crate::compiler::{CompileError, Template};
 use crate::unwind::{self, JitUnwind};
 
@@ -111,18 +110,10 @@ impl JitDump {
         let other = |e: CompileError| fail(io::Error::other(e.to_string()));
         let elf_mach = elf_machine(template).map_err(other)?;
         let unwind = unwind::jitdump_unwind(template, dumped_code_size(template)).map_err(other)?;
-        // Read access too: the marker mapping below needs it. Truncated only once we know
-        // the file is ours (a stale dump of an earlier process with our pid).
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(fail)?;
-        check_owner(&file).and_then(|()| file.set_len(0)).map_err(fail)?;
+        // Truncated only once we know the file is ours (a stale dump of an earlier process
+        // with our pid); the read access it is opened with serves the marker mapping too.
+        let mut file = super::open_output(KIND, &path)?;
+        file.set_len(0).map_err(fail)?;
         let mut header = Vec::with_capacity(HEADER_SIZE as usize);
         for v in [MAGIC, VERSION, HEADER_SIZE, elf_mach, 0, pid] {
             put_u32(&mut header, v);
@@ -135,8 +126,9 @@ impl JitDump {
             return Err(fail(e));
         }
         Ok(JitDump {
-            // Zeros past the last record: a record header of size 0 ends perf's reading.
-            out: Appender::new(file, 0),
+            // Zeros past the last record: a record header of size 0 ends perf's reading, and
+            // each record's first header is stored last.
+            out: Appender::new(file, 0, Order::HeadLast(8)),
             path,
             pid,
             code: template.code.clone(),
@@ -236,7 +228,7 @@ impl Sink for JitDump {
         for sym in syms {
             self.append_records(&mut buf, sym);
         }
-        let written = self.out.append(&buf, Order::HeadLast(8));
+        let written = self.out.append(&buf);
         self.buf = buf;
         written
     }
@@ -262,7 +254,7 @@ impl Sink for JitDump {
         put_u32(&mut b, CODE_CLOSE);
         put_u32(&mut b, 16);
         put_u64(&mut b, monotonic_ns());
-        self.out.append(&b, Order::HeadLast(8))?;
+        self.out.append(&b)?;
         self.out.finish()
     }
 }

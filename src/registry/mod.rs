@@ -65,7 +65,7 @@ impl OwnedSymbol {
 
 /// Refuses a file we opened that belongs to someone else: in a shared directory such as /tmp
 /// another user may have created it first, and we must not write into (or truncate) it.
-pub fn check_owner(file: &std::fs::File) -> io::Result<()> {
+fn check_owner(file: &std::fs::File) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let owner = file.metadata()?.uid();
     // SAFETY: geteuid has no preconditions.
@@ -77,6 +77,23 @@ pub fn check_owner(file: &std::fs::File) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Opens (creating if needed, mode 0600) an output file for reading and appending, as the
+/// appender needs; never through a symlink planted at `path`, never one that is not ours.
+pub fn open_output(kind: &'static str, path: &Path) -> Result<std::fs::File, OpenError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |error| OpenError { kind, path: path.to_path_buf(), error };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(fail)?;
+    check_owner(&file).map_err(fail)?;
+    Ok(file)
 }
 
 /// One output format.

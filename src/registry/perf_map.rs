@@ -1,12 +1,10 @@
 //! The perf map sink: `/tmp/perf-<pid>.map`, one `"<addr> <size> <name>\n"` line per symbol.
 
-use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::appender::{Appender, Order};
-use super::{OpenError, OwnedSymbol, Sink, Symbol, check_owner, name};
+use super::{OpenError, OwnedSymbol, Sink, Symbol, name};
 
 /// What this sink is called in messages, and its key in the registry.
 pub const KIND: &str = "perf map";
@@ -23,19 +21,10 @@ impl PerfMap {
     /// last record the file holds blank lines while the program runs (see appender.rs); they
     /// are cut off at a normal exit, and perf skips them after a SIGKILL.
     pub fn open(path: &Path) -> Result<PerfMap, OpenError> {
-        let path = path.to_path_buf();
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|error| OpenError { kind: KIND, path: path.clone(), error })?;
-        check_owner(&file).map_err(|error| OpenError { kind: KIND, path: path.clone(), error })?;
+        let file = super::open_output(KIND, path)?;
         Ok(PerfMap {
-            out: Appender::new(file, b'\n'),
-            path,
+            out: Appender::new(file, b'\n', Order::Forward),
+            path: path.to_path_buf(),
             line: Vec::with_capacity(256),
         })
     }
@@ -84,13 +73,13 @@ impl Sink for PerfMap {
     fn record(&mut self, sym: &Symbol) -> io::Result<()> {
         self.line.clear();
         format_line(&mut self.line, sym);
-        self.out.append(&self.line, Order::Forward)
+        self.out.append(&self.line)
     }
 
     fn record_many(&mut self, syms: &[Symbol]) -> io::Result<()> {
         let mut buf = Vec::with_capacity(syms.len() * 64);
         syms.iter().for_each(|s| format_line(&mut buf, s));
-        self.out.append(&buf, Order::Forward)
+        self.out.append(&buf)
     }
 
     fn read_back(&self) -> io::Result<Vec<OwnedSymbol>> {

@@ -215,39 +215,29 @@ unsafe fn extra_via_api(code: *mut PyObject) -> usize {
 /// (characters that UTF-8 cannot hold, such as lone surrogates, are backslash-escaped).
 fn code_name(code: &Bound<'_, PyAny>) -> Vec<u8> {
     let py = code.py();
+    let [qualname, filename] = match super::code_fields::found() {
+        // SAFETY: `code` is a live code object; the fields hold strings it owns.
+        Some(fields) => [fields.name, fields.filename]
+            .map(|offset| Some(unsafe { Bound::from_borrowed_ptr(py, super::code_fields::read(code.as_ptr(), offset)) })),
+        None => {
+            let qualname =
+                if HOT.has_qualname.load(Relaxed) { pyo3::intern!(py, "co_qualname") } else { pyo3::intern!(py, "co_name") };
+            [qualname, pyo3::intern!(py, "co_filename")].map(|attr| code.getattr(attr).ok())
+        }
+    };
     let mut name = Vec::with_capacity(128);
     name.extend_from_slice(b"py::");
-    if let Some(fields) = super::code_fields::found() {
-        // SAFETY: `code` is a live code object; the fields hold strings it owns.
-        let (qualname, filename) = unsafe {
-            let read = |offset| Bound::from_borrowed_ptr(py, super::code_fields::read(code.as_ptr(), offset));
-            (read(fields.name), read(fields.filename))
-        };
-        push_utf8(&mut name, &qualname);
-        name.push(b':');
-        push_utf8(&mut name, &filename);
-        return name;
-    }
-    let qualname = if HOT.has_qualname.load(Relaxed) {
-        pyo3::intern!(py, "co_qualname")
-    } else {
-        pyo3::intern!(py, "co_name")
-    };
-    for (i, attr) in [qualname, pyo3::intern!(py, "co_filename")].into_iter().enumerate() {
-        if i == 1 {
-            name.push(b':');
-        }
-        match code.getattr(attr) {
-            Ok(text) => push_utf8(&mut name, &text),
-            Err(_) => name.push(b'?'),
-        }
-    }
+    push_utf8(&mut name, qualname.as_ref());
+    name.push(b':');
+    push_utf8(&mut name, filename.as_ref());
     name
 }
 
 /// Appends the UTF-8 of the str `text`: its own cached UTF-8, so nothing is allocated unless
-/// it holds a lone surrogate (then the encode fallback spells it out with backslashes).
-fn push_utf8(name: &mut Vec<u8>, text: &Bound<'_, PyAny>) {
+/// it holds a lone surrogate (then the encode fallback spells it out with backslashes); `?`
+/// when there is no text.
+fn push_utf8(name: &mut Vec<u8>, text: Option<&Bound<'_, PyAny>>) {
+    let Some(text) = text else { return name.push(b'?') };
     if let Ok(api) = super::capi::api() {
         let mut len: isize = 0;
         // SAFETY: `text` is alive while we copy; the GIL is held.

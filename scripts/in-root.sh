@@ -11,12 +11,16 @@ exec 9>"$root.mount-lock"
 flock 9
 for d in /proc /sys /dev /tmp "$top"; do
     case "$d" in /tmp/*) continue ;; esac   # already inside the root through /tmp
-    if ! mountpoint -q "$root$d"; then
-        mkdir -p "$root$d"
-        mount --rbind "$d" "$root$d"
-        # Unmounts inside the root must never reach the host's own mounts.
-        mount --make-rslave "$root$d"
+    if mountpoint -q "$root$d"; then
+        # A mount made for an earlier checkout at this path (a fresh clone after `rm -rf`)
+        # still shows the deleted directory: replace it.
+        [ "$(stat -c %d:%i "$root$d")" = "$(stat -c %d:%i "$d")" ] && continue
+        umount -l "$root$d"
     fi
+    mkdir -p "$root$d"
+    mount --rbind "$d" "$root$d"
+    # Unmounts inside the root must never reach the host's own mounts.
+    mount --make-rslave "$root$d"
 done
 flock -u 9
 cwd=$(pwd)

@@ -185,7 +185,8 @@ pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c
     };
     if slot == 0 {
         // SAFETY: we run with the GIL held and `code` is a live code object.
-        slot = unsafe { slot_for_new_code(code) };
+        let pending = if throw == 0 { Pending::No } else { Pending::Maybe };
+        slot = unsafe { slot_for_new_code(code, pending) };
     }
     if slot == NO_SLOT {
         return unsafe { target(ts, frame, throw) };
@@ -211,32 +212,41 @@ unsafe fn extra_via_api(code: *mut PyObject) -> usize {
     extra as usize
 }
 
+/// A name as it is built: on the stack, as nearly every name fits (a heap buffer per new
+/// code object was ~130 instructions of its first call).
+type NameBuf = smallvec::SmallVec<[u8; 256]>;
+
 /// `py::<qualname>:<filename>`, exactly as CPython names its trampolines, as UTF-8 bytes
 /// (characters that UTF-8 cannot hold, such as lone surrogates, are backslash-escaped).
-fn code_name(code: &Bound<'_, PyAny>) -> Vec<u8> {
-    let py = code.py();
-    let [qualname, filename] = match super::code_fields::found() {
-        // SAFETY: `code` is a live code object; the fields hold strings it owns.
-        Some(fields) => [fields.name, fields.filename]
-            .map(|offset| Some(unsafe { Bound::from_borrowed_ptr(py, super::code_fields::read(code.as_ptr(), offset)) })),
+fn code_name(py: Python<'_>, code: *mut PyObject, name: &mut NameBuf) {
+    name.extend_from_slice(b"py::");
+    match super::code_fields::found() {
+        Some(fields) => {
+            // SAFETY: `code` is a live code object; the fields hold strings it owns, alive
+            // while we copy them (borrowed: no reference counting).
+            let [qualname, filename] = [fields.name, fields.filename]
+                .map(|offset| unsafe { Borrowed::from_ptr(py, super::code_fields::read(code, offset)) });
+            push_utf8(name, Some(qualname));
+            name.push(b':');
+            push_utf8(name, Some(filename));
+        }
         None => {
+            // SAFETY: `code` is a live code object.
+            let code = unsafe { Borrowed::from_ptr(py, code) };
             let qualname =
                 if HOT.has_qualname.load(Relaxed) { pyo3::intern!(py, "co_qualname") } else { pyo3::intern!(py, "co_name") };
-            [qualname, pyo3::intern!(py, "co_filename")].map(|attr| code.getattr(attr).ok())
+            let [qualname, filename] = [qualname, pyo3::intern!(py, "co_filename")].map(|attr| code.getattr(attr).ok());
+            push_utf8(name, qualname.as_ref().map(Bound::as_borrowed));
+            name.push(b':');
+            push_utf8(name, filename.as_ref().map(Bound::as_borrowed));
         }
-    };
-    let mut name = Vec::with_capacity(128);
-    name.extend_from_slice(b"py::");
-    push_utf8(&mut name, qualname.as_ref());
-    name.push(b':');
-    push_utf8(&mut name, filename.as_ref());
-    name
+    }
 }
 
 /// Appends the UTF-8 of the str `text`: its own cached UTF-8, so nothing is allocated unless
 /// it holds a lone surrogate (then the encode fallback spells it out with backslashes); `?`
 /// when there is no text.
-fn push_utf8(name: &mut Vec<u8>, text: Option<&Bound<'_, PyAny>>) {
+fn push_utf8(name: &mut NameBuf, text: Option<Borrowed<'_, '_, PyAny>>) {
     let Some(text) = text else { return name.push(b'?') };
     if let Ok(api) = super::capi::api() {
         let mut len: isize = 0;
@@ -252,7 +262,7 @@ fn push_utf8(name: &mut Vec<u8>, text: Option<&Bound<'_, PyAny>>) {
         .call_method1("encode", ("utf-8", "backslashreplace"))
         .and_then(|b| Ok(b.cast_into::<PyBytes>()?.as_bytes().to_vec()))
     {
-        Ok(bytes) => name.extend(bytes),
+        Ok(bytes) => name.extend_from_slice(&bytes),
         Err(_) => name.push(b'?'),
     }
 }
@@ -265,8 +275,17 @@ fn push_utf8(name: &mut Vec<u8>, text: Option<&Bound<'_, PyAny>>) {
 /// The GIL must be held and `code` must be a live code object; the hook must be configured.
 pub unsafe fn ensure_slot(code: *mut PyObject) -> bool {
     let extra = unsafe { extra_via_api(code) };
-    let slot = if extra == 0 { unsafe { slot_for_new_code(code) } } else { extra };
+    let slot = if extra == 0 { unsafe { slot_for_new_code(code, Pending::Maybe) } } else { extra };
     slot != NO_SLOT
+}
+
+/// Whether a Python exception may be set when a trampoline is made.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// CPython never evaluates a frame with an exception set unless it throws one into it
+    /// (its evaluator asserts so), so the hook knows from `throwflag`.
+    No,
+    Maybe,
 }
 
 /// Gives `code` its own trampoline, records it, caches it in co_extra; returns the slot
@@ -275,13 +294,15 @@ pub unsafe fn ensure_slot(code: *mut PyObject) -> bool {
 /// so the hook's own frame, paid by every Python call, stays small.
 #[cold]
 #[inline(never)]
-unsafe fn slot_for_new_code(code: *mut PyObject) -> usize {
+unsafe fn slot_for_new_code(code: *mut PyObject, pending: Pending) -> usize {
     let (mut t, mut v, mut tb) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
-    // SAFETY: the GIL is held (we are inside frame evaluation).
-    unsafe { ffi::PyErr_Fetch(&mut t, &mut v, &mut tb) };
+    if pending == Pending::Maybe {
+        // SAFETY: the GIL is held (we are inside frame evaluation).
+        unsafe { ffi::PyErr_Fetch(&mut t, &mut v, &mut tb) };
+    }
     let py = unsafe { Python::assume_attached() };
-    let code_obj = unsafe { Bound::from_borrowed_ptr(py, code) };
-    let name = code_name(&code_obj);
+    let mut name = NameBuf::new();
+    code_name(py, code, &mut name);
 
     let (slot, messages) = {
         let mut c = cold();
@@ -313,6 +334,8 @@ unsafe fn slot_for_new_code(code: *mut PyObject) -> usize {
     {
         unsafe { ffi::PyErr_Clear() };
     }
-    unsafe { ffi::PyErr_Restore(t, v, tb) };
+    if pending == Pending::Maybe {
+        unsafe { ffi::PyErr_Restore(t, v, tb) };
+    }
     slot
 }

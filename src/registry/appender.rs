@@ -24,7 +24,7 @@ const MAX_WINDOW: usize = 1 << 20;
 /// copy leaves nothing a reader would take for a wrong record.
 #[derive(Clone, Copy, Debug)]
 pub enum Order {
-    /// Front to back, 8 bytes at a time: a cut-off map line is a prefix of the real one, and
+    /// Front to back, 16 bytes at a time: a cut-off map line is a prefix of the real one, and
     /// perf skips a line without a name (a line cut inside its name still has the right address).
     Forward,
     /// Everything after the first `n` bytes, then those: a jitdump record header (id and size)
@@ -193,17 +193,27 @@ impl Drop for Appender {
 unsafe fn store(dst: *mut u8, record: &[u8], order: Order) {
     match order {
         Order::Forward => {
-            let mut words = record.chunks_exact(8);
+            // One 16-byte store per chunk, each kept after the one before it (a memcpy call,
+            // or one per chunk, cost more than the copy and may store out of order).
             let mut at = dst;
-            for word in &mut words {
-                // One 8-byte store each (a memcpy call per chunk would cost more than the copy).
+            let mut chunks = record.chunks_exact(16);
+            for chunk in &mut chunks {
                 unsafe {
-                    at.cast::<[u8; 8]>().write_unaligned(word.try_into().expect("8 bytes"));
-                    at = at.add(8);
+                    at.cast::<[u8; 16]>().write_unaligned(chunk.try_into().expect("16 bytes"));
+                    at = at.add(16);
                 }
                 compiler_fence(Ordering::SeqCst);
             }
-            for (i, &b) in words.remainder().iter().enumerate() {
+            let mut rest = chunks.remainder();
+            if let Some((word, tail)) = rest.split_first_chunk::<8>() {
+                unsafe {
+                    at.cast::<[u8; 8]>().write_unaligned(*word);
+                    at = at.add(8);
+                }
+                compiler_fence(Ordering::SeqCst);
+                rest = tail;
+            }
+            for (i, &b) in rest.iter().enumerate() {
                 unsafe { at.add(i).write(b) };
             }
         }

@@ -217,24 +217,84 @@ impl Registry {
     /// Records `sym` in every enabled sink. Returns one message per sink that failed now;
     /// those sinks are dropped so a full disk costs one warning, not one per function.
     pub fn record(&mut self, sym: &Symbol) -> Vec<String> {
-        let mut failures = Vec::new();
-        self.sinks.retain_mut(|(sink, enabled)| {
-            if !*enabled {
-                return true;
+        // A plain loop: this runs at the first call of every code object, and `retain_mut`'s
+        // bookkeeping cost more than the loop itself. Failures are the rare case.
+        let mut failed = Vec::new();
+        for (i, (sink, enabled)) in self.sinks.iter_mut().enumerate() {
+            if *enabled && let Err(e) = sink.record(sym) {
+                failed.push((i, e));
             }
-            match sink.record(sym) {
-                Ok(()) => true,
-                Err(e) => {
-                    failures.push(format!(
-                        "writing {} {} failed ({e}); {} output disabled, the program continues",
-                        sink.kind(),
-                        sink.path().display(),
-                        sink.kind()
-                    ));
-                    false
-                }
+        }
+        if failed.is_empty() {
+            return Vec::new();
+        }
+        self.drop_failed(failed)
+    }
+
+    /// Drops the sinks that failed (indices in increasing order); one message each, in order.
+    #[cold]
+    fn drop_failed(&mut self, failed: Vec<(usize, io::Error)>) -> Vec<String> {
+        let mut messages: Vec<String> = failed
+            .into_iter()
+            .rev()
+            .map(|(i, e)| {
+                let (sink, _) = self.sinks.remove(i);
+                format!(
+                    "writing {} {} failed ({e}); {} output disabled, the program continues",
+                    sink.kind(),
+                    sink.path().display(),
+                    sink.kind()
+                )
+            })
+            .collect();
+        messages.reverse();
+        messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that fails every record once `fails` is set, and counts the ones it took.
+    struct Counting {
+        path: PathBuf,
+        fails: bool,
+        taken: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Sink for Counting {
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        fn path(&self) -> &Path {
+            &self.path
+        }
+        fn record(&mut self, _: &Symbol) -> io::Result<()> {
+            if self.fails {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
-        });
-        failures
+            self.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+        fn read_back(&self) -> io::Result<Vec<OwnedSymbol>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn failing_sinks_are_dropped_with_one_message_each_in_order() {
+        let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sink = |name: &str, fails| -> Box<dyn Sink> {
+            Box::new(Counting { path: PathBuf::from(name), fails, taken: taken.clone() })
+        };
+        let mut reg = Registry::new(vec![sink("a", true), sink("b", false), sink("c", true)]);
+        let sym = Symbol { addr: 0x1000, size: 16, name: b"py::f:/x.py" };
+        let messages = reg.record(&sym);
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].starts_with("writing test a failed") && messages[1].starts_with("writing test c failed"));
+        assert_eq!(reg.paths(), vec![PathBuf::from("b")]);
+        assert!(reg.record(&sym).is_empty());
+        assert_eq!(taken.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 }

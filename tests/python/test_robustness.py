@@ -32,6 +32,18 @@ def gen_throw():
             yield "caught %s" % e
     it = g(); next(it); return it.throw(ValueError("boom"))
 
+def throw_into_a_generator_that_never_ran():
+    # Up to 3.10 its code object's first evaluation carries the exception (throwflag; from
+    # 3.11 creating the generator runs its code first). Its file name holds a lone surrogate,
+    # so naming it raises and clears an error of its own inside CPython's API: the exception
+    # being thrown must come through anyway.
+    ns = {}
+    exec(compile("def fresh():\n    yield 1\n", "gen\udcff.py", "exec"), ns)
+    try:
+        ns["fresh"]().throw(ValueError("thrown before the first step"))
+    except ValueError as e:
+        return "kept: %s" % e
+
 def coroutines():
     async def leaf(n):
         await asyncio.sleep(0)
@@ -96,7 +108,7 @@ def exec_eval():
     exec("def h(a):\n    return a ** 2\nr = h(7)", ns)
     return ns["r"], eval("[i for i in range(3)]")
 
-for f in (gen_values, gen_throw, coroutines, deep_exception, keyboard_interrupt, tracing,
+for f in (gen_values, gen_throw, throw_into_a_generator_that_never_ran, coroutines, deep_exception, keyboard_interrupt, tracing,
           class_body_lambda_comprehensions, exec_eval):
     show(f)
 deep_exception()
@@ -113,6 +125,10 @@ def test_every_kind_of_frame_behaves_as_without_support(interp, work):
         assert ours.stdout == plain.stdout
         assert ours.stderr == plain.stderr  # the final traceback, frame for frame
     assert b"gen_throw 'caught boom'" in plain.stdout and b"interrupted" in plain.stdout
+    assert b"'kept: thrown before the first step'" in plain.stdout
+    # That generator was named although it was first entered to throw.
+    (map_file,) = work.glob("perf-*.map")
+    assert any(l.endswith("fresh:gen\\udcff.py") for l in map_lines(map_file)), "no map line for fresh"
 
 
 LINK = r'''

@@ -73,15 +73,32 @@ def busy_program(work):
     return str(work / "busy.py")
 
 
-def leftovers(pid):
-    """The files a target process and perf inject leave in /tmp."""
+def named_for(pid):
     return glob.glob("/tmp/perf-%d.map" % pid) + glob.glob("/tmp/jit-%d.dump" % pid) \
         + glob.glob("/tmp/jitted-%d-*.so" % pid)
 
 
+def leftovers(pid, since):
+    """The files a target process (started after `since`, a time.time()) and perf inject
+    left in /tmp. Older files of the same names belong to an earlier process that had the
+    same pid: pids wrap (at 32768 here), and /tmp keeps what other runs left."""
+    def written_since(path):
+        try:
+            return os.stat(path).st_mtime >= since
+        except FileNotFoundError:
+            return False
+    return [p for p in named_for(pid) if written_since(p)]
+
+
 def remove_leftovers(pid):
-    for path in leftovers(pid):
+    for path in named_for(pid):
         os.unlink(path)
+
+
+def now():
+    """A time.time() just before a target starts, early enough for file times (the kernel
+    stamps files from a coarser clock)."""
+    return time.time() - 1
 
 
 def folded_stacks(path):
@@ -198,6 +215,7 @@ def test_flame_graph_in_chromium(main_interp, tmp_path_factory):
 
 def test_record_picks_the_mode_keeps_and_report_gives_the_same_graph(interp, work):
     prog = busy_program(work)
+    since = now()
     status, stdout, stderr = cli(interp, ["record", "--keep", "-o", "rec.svg", "--"] + interp.python
                                  + [prog, "1", "exit"], work)
     pid = int(stdout.split()[0])
@@ -214,15 +232,15 @@ def test_record_picks_the_mode_keeps_and_report_gives_the_same_graph(interp, wor
         assert hits >= 0.9 * sum(stacks.values()), "%d of %d samples show %s" % (hits, sum(stacks.values()), chain)
         kept = sorted(f for f in os.listdir(work) if ".perf" in f)
         assert kept == (["rec.perf.data", "rec.perf.jit.data"] if dwarf else ["rec.perf.data"])
-        assert leftovers(pid), "--keep keeps the perf map or jitdump perf needs"
-        before = sorted(leftovers(pid))
+        assert leftovers(pid, since), "--keep keeps the perf map or jitdump perf needs"
+        before = sorted(leftovers(pid, since))
         for data in kept:
             status, stdout, stderr = cli(interp, ["report", data, "-o", "rep.svg"], work)
             assert status == 0, stderr
             assert folded_stacks(work / "rep.folded") == folded_stacks(work / "rec.folded")
             assert top_self_function(stdout) == "py::spin:" + prog
             # Re-injecting puts back the jitted code the kept injected file refers to.
-            assert sorted(leftovers(pid)) == before
+            assert sorted(leftovers(pid, since)) == before
         status, stdout, stderr = cli(interp, ["report", "--native", kept[0], "-o", "native.svg"], work)
         assert status == 0, stderr
         native = folded_stacks(work / "native.folded")
@@ -237,10 +255,11 @@ def test_record_picks_the_mode_keeps_and_report_gives_the_same_graph(interp, wor
 @pytest.mark.parametrize("main_interp", MAIN)
 def test_target_status_passes_through_and_nothing_is_left(main_interp, work, how, status):
     prog = busy_program(work)
+    since = now()
     got, stdout, stderr = cli(main_interp, ["record", "-o", "out.svg", "--"] + main_interp.python
                               + [prog, "0.5", how], work)
     pid = int(stdout.split()[0])
-    left = leftovers(pid)
+    left = leftovers(pid, since)
     remove_leftovers(pid)
     assert got == status, stderr
     if how == "segv":
@@ -324,6 +343,7 @@ def start_record(interp, work, args):
 @pytest.mark.parametrize("main_interp", MAIN)
 def test_ctrl_c_during_record_keeps_what_was_recorded(main_interp, work):
     prog = busy_program(work)
+    since = now()
     cli_proc = start_record(main_interp, work, ["--"] + main_interp.python + [prog, "120", "exit"])
     pid = int(cli_proc.stdout.readline())
     try:
@@ -337,13 +357,14 @@ def test_ctrl_c_during_record_keeps_what_was_recorded(main_interp, work):
     assert cli_proc.returncode == 128 + signal.SIGTERM, stderr
     assert "recording stopped by SIGINT; the target was killed by SIGTERM" in stderr
     assert top_self_function(stdout.decode()) == "py::spin:" + prog
-    assert leftovers(pid) == []
+    assert leftovers(pid, since) == []
     assert sorted(os.listdir(work)) == ["busy.py", "out.folded", "out.svg"]
 
 
 @pytest.mark.parametrize("main_interp", MAIN)
 def test_ctrl_c_during_processing_keeps_the_recording_for_report(main_interp, work):
     prog = busy_program(work)
+    since = now()
     cli_proc = start_record(main_interp, work, ["--mode", "dwarf", "--"] + main_interp.python + [prog, "2", "exit"])
     pid = int(cli_proc.stdout.readline())
     try:
@@ -356,7 +377,7 @@ def test_ctrl_c_during_processing_keeps_the_recording_for_report(main_interp, wo
         assert cli_proc.returncode == 130, stderr
         assert "interrupted; the recording is kept in %s" % (work / "out.perf.data") in stderr
         assert sorted(os.listdir(work)) == ["busy.py", "out.perf.data"]
-        assert leftovers(pid) == ["/tmp/jit-%d.dump" % pid], "the jitdump stays for report, nothing else"
+        assert leftovers(pid, since) == ["/tmp/jit-%d.dump" % pid], "the jitdump stays for report, nothing else"
         status, stdout, stderr = cli(main_interp, ["report", "out.perf.data", "-o", "out.svg"], work)
         assert status == 0, stderr
         assert top_self_function(stdout) == "py::spin:" + prog

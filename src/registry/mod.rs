@@ -256,7 +256,7 @@ impl Registry {
 mod tests {
     use super::*;
 
-    /// A sink that fails every record once `fails` is set, and counts the ones it took.
+    /// A sink that fails every record when made with `fails`, and counts the ones it took.
     struct Counting {
         path: PathBuf,
         fails: bool,

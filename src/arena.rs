@@ -45,7 +45,8 @@ impl fmt::Debug for StampArena {
     }
 }
 
-fn page_size() -> usize {
+/// The system's page size (mappings and their offsets are multiples of it).
+pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
 }

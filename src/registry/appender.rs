@@ -56,11 +56,6 @@ pub struct Appender {
 // no different from moving the file descriptor.
 unsafe impl Send for Appender {}
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
-}
-
 impl Appender {
     /// Appends to `file`, which must be open for reading and appending (`O_RDWR | O_APPEND`:
     /// a shared writable mapping needs read access, and other writers of the same file, such
@@ -90,7 +85,7 @@ impl Appender {
     /// Maps new room for at least `need` bytes at the end of the file. Returns false if the
     /// file cannot be mapped (then records go out with `write(2)`).
     fn grow(&mut self, need: usize) -> io::Result<bool> {
-        let page = page_size() as u64;
+        let page = crate::arena::page_size() as u64;
         // Where our records stop, and where the room we had mapped for them stops.
         let ends = self.window.as_ref().map(|w| (w.offset + w.used as u64, w.offset + w.len as u64));
         let at_least = need.next_multiple_of(page as usize);

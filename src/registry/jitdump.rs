@@ -179,8 +179,7 @@ impl JitDump {
 /// Maps the dump's first page executable and leaves it mapped for the life of the process:
 /// the mmap event in perf.data is how `perf inject --jit` finds the dump.
 fn map_marker(file: &File) -> io::Result<()> {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    let page = crate::arena::page_size();
     // SAFETY: a private read-only mapping of our own file; nothing reads or writes it.
     let p = unsafe {
         libc::mmap(

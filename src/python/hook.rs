@@ -219,28 +219,25 @@ type NameBuf = smallvec::SmallVec<[u8; 256]>;
 /// `py::<qualname>:<filename>`, exactly as CPython names its trampolines, as UTF-8 bytes
 /// (characters that UTF-8 cannot hold, such as lone surrogates, are backslash-escaped).
 fn code_name(py: Python<'_>, code: *mut PyObject, name: &mut NameBuf) {
-    name.extend_from_slice(b"py::");
-    match super::code_fields::found() {
-        Some(fields) => {
-            // SAFETY: `code` is a live code object; the fields hold strings it owns, alive
-            // while we copy them (borrowed: no reference counting).
-            let [qualname, filename] = [fields.name, fields.filename]
-                .map(|offset| unsafe { Borrowed::from_ptr(py, super::code_fields::read(code, offset)) });
-            push_utf8(name, Some(qualname));
-            name.push(b':');
-            push_utf8(name, Some(filename));
-        }
+    let looked_up: [Option<Bound<'_, PyAny>>; 2];
+    let [qualname, filename] = match super::code_fields::found() {
+        // SAFETY: `code` is a live code object; the fields hold strings it owns, alive while
+        // we copy them (borrowed: no reference counting).
+        Some(fields) => [fields.name, fields.filename]
+            .map(|offset| Some(unsafe { Borrowed::from_ptr(py, super::code_fields::read(code, offset)) })),
         None => {
             // SAFETY: `code` is a live code object.
             let code = unsafe { Borrowed::from_ptr(py, code) };
             let qualname =
                 if HOT.has_qualname.load(Relaxed) { pyo3::intern!(py, "co_qualname") } else { pyo3::intern!(py, "co_name") };
-            let [qualname, filename] = [qualname, pyo3::intern!(py, "co_filename")].map(|attr| code.getattr(attr).ok());
-            push_utf8(name, qualname.as_ref().map(Bound::as_borrowed));
-            name.push(b':');
-            push_utf8(name, filename.as_ref().map(Bound::as_borrowed));
+            looked_up = [qualname, pyo3::intern!(py, "co_filename")].map(|attr| code.getattr(attr).ok());
+            looked_up.each_ref().map(|text| text.as_ref().map(Bound::as_borrowed))
         }
-    }
+    };
+    name.extend_from_slice(b"py::");
+    push_utf8(name, qualname);
+    name.push(b':');
+    push_utf8(name, filename);
 }
 
 /// Appends the UTF-8 of the str `text`: its own cached UTF-8, so nothing is allocated unless

@@ -224,7 +224,7 @@ unsafe fn store(dst: *mut u8, record: &[u8], order: Order) {
 /// One `write(2)`: on an O_APPEND file other writers in this process (CPython's own map
 /// writer, other JITs) can never land in the middle of our bytes, and they are in the file
 /// (page cache) as soon as this returns.
-pub fn write_once(file: &File, buf: &[u8]) -> io::Result<()> {
+fn write_once(file: &File, buf: &[u8]) -> io::Result<()> {
     let n = (&*file).write(buf)?;
     if n != buf.len() {
         return Err(undo_short_write(file, n, buf.len()));
@@ -234,7 +234,7 @@ pub fn write_once(file: &File, buf: &[u8]) -> io::Result<()> {
 
 /// A short write (a full disk) leaves a piece of a record at the end of the file; perf would
 /// read it as a record. Cut it off again, and report the disk as full.
-pub fn undo_short_write(file: &File, written: usize, wanted: usize) -> io::Error {
+fn undo_short_write(file: &File, written: usize, wanted: usize) -> io::Error {
     let undone = file
         .metadata()
         .and_then(|m| file.set_len(m.len().saturating_sub(written as u64)))

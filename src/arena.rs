@@ -171,6 +171,17 @@ impl SlotSource for StampArena {
         self.chunks.iter().map(|c| c.1).sum()
     }
 
+    /// The rest of the current chunk is left unused, and the next chunk is asked for one page
+    /// past the last one: adjacent to an inherited chunk, the kernel could merge the two into
+    /// one mapping, and perf would then take the inherited code for the child's own (named by
+    /// the child's map, which need not hold the parent's names).
+    fn after_fork(&mut self) {
+        self.next = self.end;
+        if let Some(&(base, len)) = self.chunks.last() {
+            self.hint = base + len + page_size();
+        }
+    }
+
     fn next_slot(&mut self) -> Result<Slot, SlotError> {
         if self.next == self.end {
             self.map_chunk()?;

@@ -66,4 +66,8 @@ impl SlotSource for CompileEach {
         self.code_bytes += size;
         Ok(Slot { addr, size })
     }
+
+    /// Nothing to do: cranelift-jit's default memory provider maps fresh memory for every
+    /// finalized function, so each slot lies in a mapping made by the process that asked for it.
+    fn after_fork(&mut self) {}
 }

@@ -54,6 +54,12 @@ impl std::error::Error for SlotError {}
 /// Hands out trampoline addresses, each exactly once.
 pub trait SlotSource: Send {
     fn next_slot(&mut self) -> Result<Slot, SlotError>;
+    /// Called in a forked child before its first slot: from then on slots must come from
+    /// executable memory the child itself made executable. perf copies the parent's memory
+    /// map into the child at fork, so an address in memory mapped before the fork keeps the
+    /// parent's `/tmp/perf-<parent>.map` as its symbol source in the child, and a slot the
+    /// child hands out there would be named by whatever the parent puts at that address.
+    fn after_fork(&mut self);
     /// Executable memory taken so far, in bytes (for budgets and reports).
     fn memory_bytes(&self) -> usize;
 }

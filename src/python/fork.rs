@@ -27,7 +27,8 @@ pub fn count_forks() {
 
 /// Moves the outputs to files of this process's own if it was forked since they were opened:
 /// the child's records must never go into its parent's files (a shared mapping of them would
-/// even write over the parent's own records). Called before every record is written, and
+/// even write over the parent's own records), and its new slots to memory it maps itself
+/// (see `SlotSource::after_fork`). Called before every record is written, and
 /// from the Python at-fork hook. Returns the messages to print once the lock is released.
 pub fn own_outputs(cold: &mut hook::Cold) -> Vec<String> {
     let forks = FORKS.load(Relaxed);
@@ -36,6 +37,9 @@ pub fn own_outputs(cold: &mut hook::Cold) -> Vec<String> {
     }
     cold.forks_seen = forks;
     crate::registry::jitdump::forget_thread_id();
+    if let Some(source) = cold.source.as_mut() {
+        source.after_fork();
+    }
     let Some(template) = cold.template.as_ref() else { return Vec::new() };
     if cold.registry.is_empty() {
         return Vec::new();

@@ -50,6 +50,9 @@ pub struct Appender {
     next_window: usize,
     /// Set when the file cannot be mapped (or after `finish`): records go out with `write(2)`.
     direct: bool,
+    /// Where our last record ends in the file when there is no window (before the first
+    /// record: the file's length then).
+    end: u64,
 }
 
 // SAFETY: the window is a mapping owned by this appender alone; moving it between threads is
@@ -62,18 +65,39 @@ impl Appender {
     /// as CPython's own map writer, append after our room instead of into it). `fill` is what
     /// readers find past the last record; `order`, how each record is stored.
     pub fn new(file: File, fill: u8, order: Order) -> Appender {
-        Appender { file, fill, order, window: None, next_window: FIRST_WINDOW, direct: false }
+        let end = file.metadata().map_or(0, |m| m.len());
+        Appender { file, fill, order, window: None, next_window: FIRST_WINDOW, direct: false, end }
+    }
+
+    /// Where the records stored so far end in the file.
+    fn records_end(&self) -> u64 {
+        match &self.window {
+            Some(w) => w.offset + w.used as u64,
+            None => self.end,
+        }
+    }
+
+    /// The file's bytes up to the end of our last record, read through our own descriptor
+    /// (the path may name another file by now). In a forked child that is the parent's file
+    /// as of the fork: what lies beyond was appended by the parent afterwards, for code the
+    /// child never had.
+    pub fn read_records(&self) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let len = self.records_end().min(self.file.metadata()?.len());
+        let mut bytes = vec![0; len as usize];
+        self.file.read_exact_at(&mut bytes, 0)?;
+        Ok(bytes)
     }
 
     /// Appends `record`; when this returns Ok the record is in the file.
     pub fn append(&mut self, record: &[u8]) -> io::Result<()> {
         if self.direct {
-            return write_once(&self.file, record);
+            return self.write_direct(record);
         }
         let fits = self.window.as_ref().is_some_and(|w| w.len - w.used >= record.len());
         if !fits && !self.grow(record.len())? {
             self.direct = true;
-            return write_once(&self.file, record);
+            return self.write_direct(record);
         }
         let w = self.window.as_mut().expect("grow maps a window");
         // SAFETY: `used + record.len() <= len`: the bytes are inside our writable mapping.
@@ -151,6 +175,13 @@ impl Appender {
         Ok((&self.file).stream_position()? - len as u64)
     }
 
+    /// One `write(2)` of `record`, then notes where it ended (O_APPEND leaves the offset there).
+    fn write_direct(&mut self, record: &[u8]) -> io::Result<()> {
+        write_once(&self.file, record)?;
+        self.end = (&self.file).stream_position()?;
+        Ok(())
+    }
+
     fn unmap(&mut self) {
         if let Some(w) = self.window.take() {
             // SAFETY: the window was mapped by us with this length and nothing refers into it.
@@ -165,6 +196,7 @@ impl Appender {
         let (records_end, room_end) = (w.offset + w.used as u64, w.offset + w.len as u64);
         self.unmap();
         self.direct = true;
+        self.end = records_end;
         if self.file.metadata()?.len() == room_end {
             self.file.set_len(records_end)?;
         }

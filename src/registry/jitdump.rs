@@ -233,7 +233,8 @@ impl Sink for JitDump {
     }
 
     fn read_back(&self) -> io::Result<Vec<OwnedSymbol>> {
-        let dump = jitdump_read::parse(&std::fs::read(&self.path)?).map_err(io::Error::other)?;
+        let bytes = self.out.read_records()?;
+        let dump = jitdump_read::parse(&bytes).map_err(io::Error::other)?;
         Ok(dump
             .records
             .into_iter()

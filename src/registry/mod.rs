@@ -109,7 +109,8 @@ pub trait Sink: Send {
     fn record_many(&mut self, syms: &[Symbol]) -> io::Result<()> {
         syms.iter().try_for_each(|s| self.record(s))
     }
-    /// Every symbol this sink's file names so far.
+    /// Every symbol this sink's file names, up to the end of this sink's last record (in a
+    /// forked child: the parent's records as of the fork, none it added after).
     fn read_back(&self) -> io::Result<Vec<OwnedSymbol>>;
     /// Marks the end of the output (at process exit); no record follows.
     fn close(&mut self) -> io::Result<()> {

@@ -84,9 +84,9 @@ impl Sink for PerfMap {
     }
 
     fn read_back(&self) -> io::Result<Vec<OwnedSymbol>> {
-        // The whole file: stacked on CPython's trampoline it holds CPython's lines too, and
-        // those name inherited code just as well.
-        let text = std::fs::read(&self.path)?;
+        // Every line up to our last record, CPython's too when stacked on its trampoline
+        // (they name inherited code just as well).
+        let text = self.out.read_records()?;
         Ok(text.split(|&b| b == b'\n').filter_map(parse_line).collect())
     }
 

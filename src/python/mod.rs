@@ -173,9 +173,16 @@ fn activate(
     }
     fork::count_forks();
     hook::close_outputs_at_exit();
-    hook::set_active(true);
+    // os.environ's methods run before support goes on: the program's own code is the first
+    // to get trampolines.
     drop(guard);
-    children::pass_on(py, children, backend)
+    children::pass_on(py, children, backend)?;
+    // Unless a deactivate() from another thread came in between (it holds the lock too).
+    let cold = hook::cold();
+    if cold.installed {
+        hook::set_active(true);
+    }
+    Ok(())
 }
 
 /// Turns perf support off. Trampolines already on the stack stay valid and return normally.

@@ -22,10 +22,15 @@ fn tmpdir(tag: &str) -> PathBuf {
 /// A map line covering every address we could hand out, as a dead process's map may.
 const DEAD_LINE: &str = "1000 7ffffffff000 py::dead:/old.py\n";
 
-fn plant(path: &Path, bytes: &[u8], age: Duration) {
-    std::fs::write(path, bytes).unwrap();
+/// Makes `path` look last written `age` before this process began.
+fn age(path: &Path, age: Duration) {
     let f = std::fs::File::options().write(true).open(path).unwrap();
     f.set_modified(stale::process_start().unwrap() - age).unwrap();
+}
+
+fn plant(path: &Path, bytes: &[u8], how_old: Duration) {
+    std::fs::write(path, bytes).unwrap();
+    age(path, how_old);
 }
 
 fn ours() -> Symbol<'static> {
@@ -109,39 +114,34 @@ fn load_names_and_indices(path: &Path) -> (usize, Vec<(Vec<u8>, u64)>) {
     (dump.trailing, loads)
 }
 
+/// A dump of process 7 at `path` naming `names` then ours; `exits`: whether its writer
+/// ends it normally (else its unused room of zeros stays, as after an exec).
+fn dump_of(path: &Path, names: &[&[u8]], exits: bool) {
+    let t = compile(&Target::Host, false).unwrap();
+    let mut dump = JitDump::open(path, 7, &t, Writers::OnlyUs).unwrap();
+    for name in names {
+        dump.record(&Symbol { name, ..ours() }).unwrap();
+    }
+    if exits {
+        dump.close().unwrap();
+    }
+}
+
 #[test]
 fn a_dead_processs_dump_is_started_over() {
-    let t = compile(&Target::Host, false).unwrap();
-    let dir = tmpdir("dump-dead");
-    let path = dir.join("jit-7.dump");
-    let mut dead = JitDump::open(&path, 7, &t, Writers::OnlyUs).unwrap();
-    dead.record(&Symbol { name: b"py::dead:/old.py", ..ours() }).unwrap();
-    dead.close().unwrap();
-    drop(dead);
-    let f = std::fs::File::options().write(true).open(&path).unwrap();
-    f.set_modified(stale::process_start().unwrap() - Duration::from_secs(3600)).unwrap();
-    let mut dump = JitDump::open(&path, 7, &t, Writers::OnlyUs).unwrap();
-    dump.record(&ours()).unwrap();
-    dump.close().unwrap();
+    let path = tmpdir("dump-dead").join("jit-7.dump");
+    dump_of(&path, &[b"py::dead:/old.py"], true);
+    age(&path, Duration::from_secs(3600));
+    dump_of(&path, &[b"py::ours:/new.py"], true);
     assert_eq!(load_names_and_indices(&path), (0, vec![(b"py::ours:/new.py".to_vec(), 0)]));
 }
 
 #[test]
 fn a_dump_this_process_wrote_before_an_exec_goes_on_after_its_last_record() {
-    let t = compile(&Target::Host, false).unwrap();
-    let dir = tmpdir("dump-exec");
-    let path = dir.join("jit-7.dump");
-    // The image before the exec: two functions, then gone without an exit handler (its
-    // unused room of zeros stays in the file).
-    let mut before = JitDump::open(&path, 7, &t, Writers::OnlyUs).unwrap();
-    for name in [&b"py::a:/a.py"[..], b"py::b:/a.py"] {
-        before.record(&Symbol { name, ..ours() }).unwrap();
-    }
-    drop(before);
+    let path = tmpdir("dump-exec").join("jit-7.dump");
+    dump_of(&path, &[b"py::a:/a.py", b"py::b:/a.py"], false);
     assert!(load_names_and_indices(&path).0 > 0, "the room should still be there");
-    let mut after = JitDump::open(&path, 7, &t, Writers::OnlyUs).unwrap();
-    after.record(&ours()).unwrap();
-    after.close().unwrap();
+    dump_of(&path, &[b"py::ours:/new.py"], true);
     let (trailing, loads) = load_names_and_indices(&path);
     assert_eq!(trailing, 0);
     let expected: Vec<(Vec<u8>, u64)> =

@@ -18,7 +18,7 @@ use perf_trampoline::compiler::{self, Target, Template};
 use perf_trampoline::jit_each::CompileEach;
 use perf_trampoline::registry::jitdump::{self, JitDump};
 use perf_trampoline::registry::perf_map::{self, PerfMap};
-use perf_trampoline::registry::{Registry, Sink, Symbol};
+use perf_trampoline::registry::{Registry, Sink, Symbol, Writers};
 use perf_trampoline::slots::SlotSource;
 use perf_trampoline::{EvalFn, Trampoline};
 
@@ -345,8 +345,8 @@ fn registry_cost(c: &mut Criterion) {
     let stride = jitdump::min_stride(&template).unwrap();
     let map_path = dir.join(format!("perf-{pid}.map"));
     let dump_path = dir.join(format!("jit-{pid}.dump"));
-    let open_map = || -> Box<dyn Sink> { Box::new(PerfMap::open(&map_path).unwrap()) };
-    let open_dump = || -> Box<dyn Sink> { Box::new(JitDump::open(&dump_path, pid, &template).unwrap()) };
+    let open_map = || -> Box<dyn Sink> { Box::new(PerfMap::open(&map_path, Writers::OnlyUs).unwrap()) };
+    let open_dump = || -> Box<dyn Sink> { Box::new(JitDump::open(&dump_path, pid, &template, Writers::OnlyUs).unwrap()) };
 
     let mut g = c.benchmark_group("record");
     g.measurement_time(Duration::from_secs(3));

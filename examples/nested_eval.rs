@@ -11,7 +11,7 @@
 use std::ffi::{c_int, c_void};
 use std::time::{Duration, Instant};
 
-use perf_trampoline::registry::{self, Registry, Symbol, perf_map::PerfMap};
+use perf_trampoline::registry::{self, Registry, Symbol, Writers, perf_map::PerfMap};
 use perf_trampoline::slots::{self, Slot, Strategy};
 
 enum Op {
@@ -62,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: f64 = std::env::args().nth(1).map_or(Ok(1.0), |s| s.parse())?;
     let mut source = slots::host_source(Strategy::Stamp)?;
     let map = registry::output_dir().join(format!("perf-{}.map", std::process::id()));
-    let mut registry = Registry::new(vec![Box::new(PerfMap::open(&map)?)]);
+    let mut registry = Registry::new(vec![Box::new(PerfMap::open(&map, Writers::OnlyUs)?)]);
     let program = [("rs::outer", vec![Op::Call(1)]), ("rs::middle", vec![Op::Call(2)]), ("rs::inner", vec![Op::Spin])];
     let mut functions = Vec::new();
     for (name, body) in program {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::compiler::{CompileError, Template};
 use crate::registry::jitdump::{self, JitDump};
 use crate::registry::perf_map::{self, PerfMap};
-use crate::registry::{OpenError, Sink};
+use crate::registry::{OpenError, Sink, Writers};
 
 /// Which outputs to write: `perf` is the perf map, `perf_jit` the jitdump (CPython's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,11 +64,17 @@ pub fn output_path(kind: &str, dir: &Path, pid: u32) -> PathBuf {
     }
 }
 
-/// Opens the sink of `kind` at `path`, for process `pid`.
-pub fn open_sink(kind: &str, path: &Path, pid: u32, template: &Template) -> Result<Box<dyn Sink>, OpenError> {
+/// Opens the sink of `kind` at `path`, for process `pid`; `writers`: who else writes it.
+pub fn open_sink(
+    kind: &str,
+    path: &Path,
+    pid: u32,
+    template: &Template,
+    writers: Writers,
+) -> Result<Box<dyn Sink>, OpenError> {
     Ok(match kind {
-        jitdump::KIND => Box::new(JitDump::open(path, pid, template)?),
-        _ => Box::new(PerfMap::open(path)?),
+        jitdump::KIND => Box::new(JitDump::open(path, pid, template, writers)?),
+        _ => Box::new(PerfMap::open(path, writers)?),
     })
 }
 

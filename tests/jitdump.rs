@@ -6,7 +6,7 @@ use gimli::{BaseAddresses, CfaRule, EhFrame, EhFrameHdr, UnwindContext, UnwindSe
 use perf_trampoline::compiler::{Target, Template, compile};
 use perf_trampoline::registry::jitdump::{self, JitDump, SALT_LEN};
 use perf_trampoline::registry::jitdump_read::{self, Record};
-use perf_trampoline::registry::{Sink, Symbol};
+use perf_trampoline::registry::{Sink, Symbol, Writers};
 use perf_trampoline::unwind;
 
 const TRIPLES: &[&str] = &[
@@ -26,7 +26,7 @@ fn tmpdir(tag: &str) -> std::path::PathBuf {
 fn write_dump(t: &Template, tag: &str, names: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
     let dir = tmpdir(tag);
     let path = dir.join("jit-4321.dump");
-    let mut dump = JitDump::open(&path, 4321, t).unwrap();
+    let mut dump = JitDump::open(&path, 4321, t, Writers::OnlyUs).unwrap();
     let stride = jitdump::min_stride(t).unwrap();
     let addrs: Vec<usize> = (0..names.len()).map(|i| 0x7f00_0000_0000 + i * stride).collect();
     for (name, addr) in names.iter().zip(&addrs) {

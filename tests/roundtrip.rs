@@ -6,7 +6,7 @@ use perf_trampoline::registry::jitdump::{JitDump, SALT_LEN};
 use perf_trampoline::registry::jitdump_read::{self, Record};
 use perf_trampoline::registry::name::{MAX_NAME_BYTES, clean};
 use perf_trampoline::registry::perf_map::PerfMap;
-use perf_trampoline::registry::{Sink, Symbol};
+use perf_trampoline::registry::{Sink, Symbol, Writers};
 use proptest::prelude::*;
 
 fn names() -> impl Strategy<Value = Vec<u8>> {
@@ -50,7 +50,7 @@ proptest! {
     fn perf_map_lines_read_back_as_recorded(syms in symbols()) {
         let dir = tmp("map");
         let path = dir.join("perf-1.map");
-        let mut map = PerfMap::open(&path).unwrap();
+        let mut map = PerfMap::open(&path, Writers::OnlyUs).unwrap();
         for (addr, size, name) in &syms {
             map.record(&Symbol { addr: *addr, size: *size, name }).unwrap();
         }
@@ -75,7 +75,7 @@ proptest! {
         let t = compile(&Target::Host, false).unwrap();
         let dir = tmp("dump");
         let path = dir.join("jit-1.dump");
-        let mut dump = JitDump::open(&path, 1, &t).unwrap();
+        let mut dump = JitDump::open(&path, 1, &t, Writers::OnlyUs).unwrap();
         let batch: Vec<Symbol> = syms.iter().map(|(a, s, n)| Symbol { addr: *a, size: *s, name: n }).collect();
         // Half one by one, half in one batch (the after-fork path).
         let (one, many) = batch.split_at(batch.len() / 2);

@@ -1,4 +1,5 @@
-"""``python -m perf_trampoline [--backend B] script.py [args]``: run a script with perf support on.
+"""``python -m perf_trampoline [--backend B] [--no-children] script.py [args]``: run a script with
+perf support on, in every process it starts too (``--no-children``: in this one only).
 
 Arguments, ``sys.argv``, ``__main__`` and the exit status behave as with ``python script.py``;
 ``-m module`` runs a module the way ``python -m module`` does.
@@ -11,14 +12,16 @@ import runpy
 import sys
 import types
 
-USAGE = ("usage: python -m perf_trampoline [--backend BACKEND] (script.py | -m module) [args ...]\n"
-         "       python -m perf_trampoline (record | report | doctor) ...   (see perf-trampoline --help)")
+USAGE = ("usage: python -m perf_trampoline [--backend BACKEND] [--no-children] (script.py | -m module) [args ...]\n"
+         "       python -m perf_trampoline (record | report | doctor | clean) ...   (see perf-trampoline --help)")
+COMMANDS = ("record", "report", "doctor", "clean")
 
 
 def _parse(argv):
     from . import BACKENDS
 
     backend = "perf"
+    children = True
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -35,16 +38,20 @@ def _parse(argv):
                 sys.exit("perf_trampoline: --backend needs a value; accepted: " + ", ".join(BACKENDS))
             i += 1
             continue
+        if a == "--no-children":
+            children = False
+            i += 1
+            continue
         if a == "-m":
             if i + 1 >= len(argv):
                 sys.exit(USAGE)
-            return backend, ("module", argv[i + 1]), argv[i + 1:]
+            return backend, children, ("module", argv[i + 1]), argv[i + 1:]
         if a == "--":
             i += 1
             continue
         if a.startswith("-"):
             sys.exit("perf_trampoline: unknown option %r\n%s" % (a, USAGE))
-        return backend, ("path", a), argv[i:]
+        return backend, children, ("path", a), argv[i:]
     sys.exit(USAGE)
 
 
@@ -81,31 +88,33 @@ def main(argv=None):
     from . import activate
 
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("record", "report", "doctor"):
+    if argv and argv[0] in COMMANDS:
         from . import cli
 
         sys.exit(cli.main(argv))
-    backend, (kind, target), new_argv = _parse(argv)
+    backend, children, (kind, target), new_argv = _parse(argv)
+    target_file = code = None
     try:
-        activate(backend)
-    except Exception as e:  # the script must run even when support cannot be turned on
-        sys.stderr.write("perf_trampoline: %s (running without perf support)\n" % (e,))
-
-    sys.argv[:] = new_argv
-    target_file = None
-    try:
+        # All of ours runs before support is on: the program's own frames are the first to
+        # get trampolines, so none of the runner's shows in its profile.
         if kind == "path":
             target_file = os.path.abspath(target)
             sys.path[0] = os.path.dirname(target_file)
-            if os.path.isdir(target) or _is_zip(target):
-                runpy.run_path(target, run_name="__main__")  # runs its __main__.py
-            else:
+            if not (os.path.isdir(target) or _is_zip(target)):
                 code, namespace = _load_script(target_file)
-                # exec from this frame, which began before activation and so has no
-                # trampoline: profiles show the script's frames and nothing of ours.
-                exec(code, namespace)
         else:
             sys.path[0] = os.getcwd()
+        sys.argv[:] = new_argv
+        try:
+            activate(backend, children=children)
+        except Exception as e:  # the script must run even when support cannot be turned on
+            sys.stderr.write("perf_trampoline: %s (running without perf support)\n" % (e,))
+        if code is not None:
+            # From this frame, which began before activation and so has no trampoline.
+            exec(code, namespace)
+        elif kind == "path":
+            runpy.run_path(target, run_name="__main__")  # a directory or zip: runs its __main__.py
+        else:
             runpy.run_module(target, run_name="__main__", alter_sys=True)
     except SystemExit:
         raise

@@ -3,6 +3,8 @@
 ``PERF_TRAMPOLINE=<backend>`` works on every version; ``PYTHONPERFSUPPORT=1``, ``-X perf``,
 ``PYTHON_PERF_JIT_SUPPORT=1`` and ``-X perf_jit`` are honoured on interpreters that lack
 CPython's own support for them (3.11 and older).
+Support reaches child processes too (see activate(children=True)) unless
+``PERF_TRAMPOLINE_CHILDREN=0`` keeps it to this process.
 A bad value prints one line naming the accepted values, and the program runs without support.
 """
 
@@ -14,50 +16,73 @@ def _say(msg):
     sys.stderr.write("perf_trampoline: " + msg + "\n")
 
 
+CHILDREN = "PERF_TRAMPOLINE_CHILDREN"
+
+
 def _flag(name, value):
     """(on, error) for a CPython-style 0/1 switch."""
     if value in ("0", "1"):
         return value == "1", None
-    return False, "%s=%r is not valid; accepted: 0, 1 (running without perf support)" % (name, value)
+    return False, "%s=%r is not valid; accepted: 0, 1" % (name, value)
+
+
+def children_wanted(environ, ignore_environment):
+    """(whether support reaches child processes, error message or None): yes unless
+    ``PERF_TRAMPOLINE_CHILDREN=0``."""
+    value = "" if ignore_environment else environ.get(CHILDREN, "")
+    if not value:
+        return True, None
+    on, error = _flag(CHILDREN, value)
+    return (True, error + " (child processes get support too)") if error else (on, None)
 
 
 def requested_backend(environ, xoptions, version_info, ignore_environment):
-    """Returns (backend or None, error message or None) for the switches given.
+    """Returns (backend or None, the switch that chose it, error message or None) for the
+    switches given.
 
     ``PERF_TRAMPOLINE`` (ours) comes first. On 3.11 and older, CPython's switches follow with
     CPython's precedence: ``-X`` before the environment, ``perf_jit`` before ``perf``.
     """
     if not ignore_environment and environ.get("PERF_TRAMPOLINE"):
-        return environ["PERF_TRAMPOLINE"], None  # activate() checks it
+        return environ["PERF_TRAMPOLINE"], "PERF_TRAMPOLINE", None  # activate() checks it
     if version_info >= (3, 12):
-        return None, None  # CPython handles -X perf, -X perf_jit and their variables itself
+        return None, None, None  # CPython handles -X perf, -X perf_jit and their variables itself
     for option in ("perf_jit", "perf"):
         if option in xoptions:
             if xoptions[option] is True:
-                return option, None
-            return None, "-X %s takes no value (got %r) (running without perf support)" % (option, xoptions[option])
+                return option, "-X " + option, None
+            return None, None, "-X %s takes no value (got %r) (running without perf support)" % (option, xoptions[option])
     if ignore_environment:
-        return None, None
+        return None, None, None
     for variable, backend in (("PYTHON_PERF_JIT_SUPPORT", "perf_jit"), ("PYTHONPERFSUPPORT", "perf")):
         value = environ.get(variable)
         if value:
             on, error = _flag(variable, value)
-            if error or on:
-                return (backend if on else None), error
-    return None, None
+            if error:
+                return None, None, error + " (running without perf support)"
+            if on:
+                return backend, variable, None
+    return None, None, None
 
 
 def run():
-    backend, error = requested_backend(
+    backend, switch, error = requested_backend(
         os.environ, getattr(sys, "_xoptions", {}), sys.version_info[:2], sys.flags.ignore_environment)
     if error:
         _say(error)
     if backend is None:
         return
+    children, error = children_wanted(os.environ, sys.flags.ignore_environment)
+    if error:
+        _say(error)
+    if children and not switch.startswith("-X"):
+        # A variable reaches child processes by itself, each reading it as its version does
+        # (CPython's own switches are CPython's from 3.12 on); -X is handed on as PERF_TRAMPOLINE.
+        children = None
     from . import activate
 
     try:
-        activate(backend)
+        activate(backend, children=children)
     except ValueError as e:
         _say("PERF_TRAMPOLINE=%r: %s (running without perf support)" % (backend, e))
     except Exception as e:  # the program must run even when support cannot be turned on

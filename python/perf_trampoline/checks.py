@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 
+from . import leftovers
+
 # perf 5.10's inject --jit writes images without the program header newer perf adds, and its
 # DWARF unwinding stops in them; 6.1 and 7.2 unwind through.
 PERF_FOR_JITDUMP = (6, 0)
@@ -286,6 +288,20 @@ class Report:
             print("        %s" % line)
 
 
+def _note_leftovers(report, prog):
+    """Notes our perf maps and jitdumps whose process is gone, and how to remove them."""
+    directory = leftovers.output_dir()
+    try:
+        found = leftovers.find(directory)
+    except OSError:
+        return  # the directory check says what is wrong with it
+    if found:
+        maps = sum(path.endswith(".map") for path, _, _ in found)
+        report.add("note", "%s holds %d perf maps and %d jitdumps of processes that are gone (%d bytes)"
+                   % (directory, maps, len(found) - maps, sum(size for _, _, size in found)),
+                   ["remove them: %s clean   (list them: %s clean --dry-run)" % (prog, prog)])
+
+
 def doctor(python, prog):
     """Checks everything ``record`` needs for ``python``, prints each result with its fix and
     the command lines to use; returns 0 (healthy), 1 (works, with warnings) or 2 (broken)."""
@@ -349,6 +365,8 @@ def doctor(python, prog):
         report.add("ok", "%s can hold the %s" % (directory, what))
     else:
         report.add("FAIL", "%s cannot hold the %s: %s" % (directory, what, problem), [fix])
+
+    _note_leftovers(report, prog)
 
     depth = _read_int("/proc/sys/kernel/perf_event_max_stack")
     if mode.name == "fp" and depth is not None and depth < 512:

@@ -1,5 +1,6 @@
 """The perf-trampoline command: ``record`` a Python program into a flame graph, ``report`` an
-existing perf.data the same way, ``doctor`` to check the set-up."""
+existing perf.data the same way, ``doctor`` to check the set-up, ``clean`` to remove the perf
+maps and jitdumps of processes that are gone."""
 
 import argparse
 import contextlib
@@ -14,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from . import checks
+from . import checks, leftovers
 from .stacks import Profile
 
 # Signals that stop a recording (perf then writes what it has) or abort the processing.
@@ -390,10 +391,38 @@ def report(args, prog):
         session.close()
 
 
+def clean(args, prog):
+    """Removes (with ``--dry-run``: lists) our perf maps and jitdumps whose process is gone."""
+    directory = leftovers.output_dir()
+    try:
+        found = leftovers.find(directory)
+    except OSError as e:
+        raise Failure("cannot read %s: %s" % (directory, e.strerror or e))
+    count = total = 0
+    status = 0
+    for path, pid, size in found:
+        try:
+            if not args.dry_run and not leftovers.remove(path, pid):
+                continue  # its pid was taken since
+        except OSError as e:
+            say("cannot remove %s: %s" % (path, e.strerror or e))
+            status = 1
+            continue
+        print("%s %s (%d bytes)" % ("would remove" if args.dry_run else "removed", path, size))
+        count += 1
+        total += size
+    if count:
+        print("%s %d perf maps and jitdumps of processes that are gone from %s (%d bytes)"
+              % ("would remove" if args.dry_run else "removed", count, directory, total))
+    else:
+        print("no perf maps or jitdumps of processes that are gone in %s" % directory)
+    return status
+
+
 def _parser(prog):
     parser = argparse.ArgumentParser(
         prog=prog, description="Python functions in perf profiles: record a program into a flame graph.")
-    sub = parser.add_subparsers(dest="action", metavar="{record,report,doctor}")
+    sub = parser.add_subparsers(dest="action", metavar="{record,report,doctor,clean}")
     sub.required = True
 
     def outputs(p):
@@ -427,6 +456,10 @@ def _parser(prog):
 
     doc = sub.add_parser("doctor", help="check perf, permissions and the interpreter, and print the command to use")
     doc.add_argument("--python", default=sys.executable, help="the interpreter to check (default: this one)")
+
+    cln = sub.add_parser("clean", help="remove our perf maps and jitdumps of processes that are gone "
+                         "(in $PERF_TRAMPOLINE_DIR, else /tmp)")
+    cln.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
     return parser
 
 
@@ -460,6 +493,8 @@ def main(argv=None):
     try:
         if args.action == "doctor":
             return checks.doctor(args.python, prog)
+        if args.action == "clean":
+            return clean(args, prog)
         return (record if args.action == "record" else report)(args, prog)
     except Failure as e:
         say(str(e))

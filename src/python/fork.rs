@@ -44,11 +44,15 @@ pub fn own_outputs(cold: &mut hook::Cold) -> Vec<String> {
     if cold.registry.is_empty() {
         return Vec::new();
     }
+    if !cold.forks_keep_support {
+        super::children::stay_off_in_fork(cold);
+        return Vec::new();
+    }
     let pid = std::process::id();
     let messages = cold.registry.after_fork(
         cold.persist_after_fork,
         |kind, dir| backend::output_path(kind, dir, pid),
-        |kind, path| backend::open_sink(kind, path, pid, template),
+        |kind, path| backend::open_sink(kind, path, pid, template, cold.writers),
     );
     hook::close_outputs_at_exit();
     messages

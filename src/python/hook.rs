@@ -8,7 +8,7 @@ use pyo3::ffi::{self, PyObject};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::registry::{Registry, Symbol};
+use crate::registry::{Registry, Symbol, Writers};
 use crate::slots::SlotSource;
 use crate::{EvalFn, Trampoline};
 
@@ -71,6 +71,10 @@ pub struct Cold {
     pub persist_after_fork: bool,
     /// How many forks the outputs have followed (see `fork::own_outputs`).
     pub forks_seen: u64,
+    /// Who else writes our files: CPython's own trampoline, once `stack_on_cpython` was asked for.
+    pub writers: Writers,
+    /// Whether a forked child keeps support on; `activate(children=False)` turns it off there.
+    pub forks_keep_support: bool,
 }
 
 static COLD: Mutex<Cold> = Mutex::new(Cold {
@@ -84,6 +88,8 @@ static COLD: Mutex<Cold> = Mutex::new(Cold {
     warned_no_slot: false,
     persist_after_fork: true,
     forks_seen: 0,
+    writers: Writers::OnlyUs,
+    forks_keep_support: true,
 });
 
 /// Never run Python code while holding this (no Python object conversions, imports, or

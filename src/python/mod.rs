@@ -1,6 +1,7 @@
 //! The `perf_trampoline._native` extension module: activate, deactivate, is_active.
 
 mod capi;
+mod children;
 mod co_extra;
 mod code_fields;
 mod flamegraph;
@@ -16,7 +17,7 @@ use crate::EvalFn;
 use crate::backend::{self, Backends};
 use crate::compiler::{self, Target};
 use crate::frame_layout;
-use crate::registry;
+use crate::registry::{self, Writers};
 use crate::slots::{self, Strategy};
 
 /// Prints one warning line to stderr. Used from inside the eval hook, where running
@@ -57,6 +58,13 @@ const DEFAULT_MAX_CODE_MEMORY: Option<usize> = Some(256 << 20);
 /// Turns perf support on for this interpreter: every Python function called from now on runs
 /// inside its own trampoline, named in the backend's output. Idempotent. The strategy and
 /// the memory budget are fixed by the first activation; `None` means no budget.
+///
+/// `children`: `True` turns support on in every child process too (forked ones keep it;
+/// ones started from now on get `PERF_TRAMPOLINE=<backend>` in their environment, which
+/// turns it on at their start-up); `False` keeps it to this process (forked children turn it
+/// off, and the switches that would turn it on are taken out of `os.environ`); `None` (the
+/// default) changes nothing: forked children keep it, others get it only if the environment
+/// already says so.
 #[pyfunction]
 #[pyo3(signature = (
     backend = "perf",
@@ -65,6 +73,7 @@ const DEFAULT_MAX_CODE_MEMORY: Option<usize> = Some(256 << 20);
     stack_on_cpython = false,
     persist_after_fork = true,
     max_code_memory = DEFAULT_MAX_CODE_MEMORY,
+    children = None,
 ))]
 fn activate(
     py: Python<'_>,
@@ -73,6 +82,7 @@ fn activate(
     stack_on_cpython: bool,
     persist_after_fork: bool,
     max_code_memory: Option<usize>,
+    children: Option<bool>,
 ) -> PyResult<()> {
     let backends = Backends::parse(backend).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let strategy: Strategy = strategy.parse().map_err(PyValueError::new_err)?;
@@ -98,8 +108,8 @@ fn activate(
     let extra_offset = *EXTRA_OFFSET.get_or_init(|| co_extra::discover(py, api, index));
     code_fields::discover_once(py, if minor >= 11 { "co_qualname" } else { "co_name" });
 
-    let mut cold = hook::cold();
-    let cold = &mut *cold;
+    let mut guard = hook::cold();
+    let cold = &mut *guard;
     let runtime_err = |e: compiler::CompileError| PyRuntimeError::new_err(e.to_string());
     if cold.template.is_none() {
         cold.template = Some(compiler::compile(&Target::Host, false).map_err(runtime_err)?);
@@ -115,11 +125,16 @@ fn activate(
             "strategy \"compile-each\" cannot keep jitdump address ranges apart; use \"stamp\" with perf_jit",
         ));
     }
+    if stack_on_cpython {
+        // From now on CPython's trampoline may write into our files too (now or later).
+        cold.writers = Writers::WithCpython;
+    }
     // Open the outputs before touching the hook, so a bad directory fails cleanly.
     let pid = std::process::id();
+    let writers = cold.writers;
     cold.registry
         .select(&backends.outputs(&registry::output_dir(), pid), |kind, path| {
-            backend::open_sink(kind, path, pid, template)
+            backend::open_sink(kind, path, pid, template, writers)
         })
         .map_err(|e| {
             // OSError(errno, text, path) becomes PermissionError, FileNotFoundError, ...
@@ -141,6 +156,9 @@ fn activate(
         cold.stride = stride;
     }
     cold.persist_after_fork = persist_after_fork;
+    if let Some(children) = children {
+        cold.forks_keep_support = children;
+    }
 
     if !cold.installed {
         // SAFETY: GIL held; the interpreter pointer is this thread's own.
@@ -155,7 +173,15 @@ fn activate(
     }
     fork::count_forks();
     hook::close_outputs_at_exit();
-    hook::set_active(true);
+    // os.environ's methods run before support goes on: the program's own code is the first
+    // to get trampolines.
+    drop(guard);
+    children::pass_on(py, children, backend)?;
+    // Unless a deactivate() from another thread came in between (it holds the lock too).
+    let cold = hook::cold();
+    if cold.installed {
+        hook::set_active(true);
+    }
     Ok(())
 }
 

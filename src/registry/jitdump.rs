@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use target_lexicon::Architecture;
 
 use super::appender::{Appender, Order};
-use super::{OpenError, OwnedSymbol, Sink, Symbol, jitdump_read, name};
+use super::{OpenError, OwnedSymbol, Sink, Symbol, Writers, jitdump_read, name};
 use crate::compiler::{CompileError, Template};
 use crate::unwind::{self, JitUnwind};
 
@@ -102,29 +102,35 @@ fn put_u64(b: &mut Vec<u8>, v: u64) {
 }
 
 impl JitDump {
-    /// Creates the dump at `path` (perf wants it named `jit-<pid>.dump`; mode 0600, never
-    /// through a symlink), writes the header and maps the first page executable.
-    pub fn open(path: &Path, pid: u32, template: &Template) -> Result<JitDump, OpenError> {
+    /// Opens the dump at `path` (perf wants it named `jit-<pid>.dump`; mode 0600, never
+    /// through a symlink), writes the header and maps the first page executable. A dead
+    /// process's dump with our pid is started over (see [`Writers`]); one this process wrote
+    /// before an exec goes on after its last record.
+    pub fn open(path: &Path, pid: u32, template: &Template, writers: Writers) -> Result<JitDump, OpenError> {
         let path = path.to_path_buf();
         let fail = |error: io::Error| OpenError { kind: KIND, path: path.clone(), error };
         let other = |e: CompileError| fail(io::Error::other(e.to_string()));
         let elf_mach = elf_machine(template).map_err(other)?;
         let unwind = unwind::jitdump_unwind(template, dumped_code_size(template)).map_err(other)?;
-        // Truncated only once we know the file is ours (a stale dump of an earlier process
-        // with our pid); the read access it is opened with serves the marker mapping too.
-        let mut file = super::open_output(KIND, &path)?;
-        file.set_len(0).map_err(fail)?;
-        let mut header = Vec::with_capacity(HEADER_SIZE as usize);
-        for v in [MAGIC, VERSION, HEADER_SIZE, elf_mach, 0, pid] {
-            put_u32(&mut header, v);
-        }
-        put_u64(&mut header, monotonic_ns());
-        put_u64(&mut header, 0); // flags: timestamps are CLOCK_MONOTONIC, not the arch's
-        if let Err(e) = file.write_all(&header).and_then(|()| map_marker(&file)) {
-            // A dump perf can never find is only litter.
-            let _ = std::fs::remove_file(&path);
-            return Err(fail(e));
-        }
+        // The read access it is opened with serves the marker mapping too.
+        let mut file = super::open_output(KIND, &path, writers)?;
+        let next_index = match file.metadata().map_err(fail)?.len() {
+            0 => {
+                let mut header = Vec::with_capacity(HEADER_SIZE as usize);
+                for v in [MAGIC, VERSION, HEADER_SIZE, elf_mach, 0, pid] {
+                    put_u32(&mut header, v);
+                }
+                put_u64(&mut header, monotonic_ns());
+                put_u64(&mut header, 0); // flags: timestamps are CLOCK_MONOTONIC, not the arch's
+                if let Err(e) = file.write_all(&header).and_then(|()| map_marker(&file)) {
+                    // A dump perf can never find is only litter.
+                    let _ = std::fs::remove_file(&path);
+                    return Err(fail(e));
+                }
+                0
+            }
+            _ => continue_dump(&file, pid, elf_mach).and_then(|next| map_marker(&file).map(|()| next)).map_err(fail)?,
+        };
         Ok(JitDump {
             // Zeros past the last record: a record header of size 0 ends perf's reading, and
             // each record's first header is stored last.
@@ -133,7 +139,7 @@ impl JitDump {
             pid,
             code: template.code.clone(),
             unwind,
-            next_index: 0,
+            next_index,
             buf: Vec::with_capacity(512),
         })
     }
@@ -174,6 +180,32 @@ impl JitDump {
         put_u64(b, self.next_index);
         self.next_index += 1;
     }
+}
+
+/// Prepares a dump written since this process began (by its image before an exec) for our
+/// records: cuts what follows its last record (the unused room of a writer that never exited,
+/// which would end perf's reading, and a `CODE_CLOSE`). Returns the next free code index:
+/// `perf inject` names each function's image by it. Refuses a dump of another process.
+fn continue_dump(file: &File, pid: u32, elf_mach: u32) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut bytes = vec![0; len as usize];
+    file.read_exact_at(&mut bytes, 0)?;
+    let refuse = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{why}; refusing to write into it"));
+    let dump = jitdump_read::parse(&bytes).map_err(|e| refuse(format!("written since this process began, and {e}")))?;
+    if dump.header.pid != pid || dump.header.elf_mach != elf_mach {
+        return Err(refuse(format!("it is the dump of process {} (machine {})", dump.header.pid, dump.header.elf_mach)));
+    }
+    let close = match dump.records.last() {
+        Some(jitdump_read::Record::Close { .. }) => 16,
+        _ => 0,
+    };
+    file.set_len(len - dump.trailing as u64 - close)?;
+    let last = dump.records.iter().filter_map(|r| match r {
+        jitdump_read::Record::CodeLoad { code_index, .. } => Some(code_index + 1),
+        _ => None,
+    });
+    Ok(last.max().unwrap_or(0))
 }
 
 /// Maps the dump's first page executable and leaves it mapped for the life of the process:

@@ -5,6 +5,7 @@ pub mod jitdump;
 pub mod jitdump_read;
 pub mod name;
 pub mod perf_map;
+pub mod stale;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -63,11 +64,14 @@ impl OwnedSymbol {
     }
 }
 
-/// Refuses a file we opened that belongs to someone else: in a shared directory such as /tmp
-/// another user may have created it first, and we must not write into (or truncate) it.
-fn check_owner(file: &std::fs::File) -> io::Result<()> {
+/// Refuses a file we opened that is not ours to write: in a shared directory such as /tmp
+/// another user may have created it first (we must not write into it, nor truncate it), and
+/// one of ours that is not a regular file (a FIFO, a device) is no output file. Returns its
+/// metadata.
+fn check_ours(file: &std::fs::File) -> io::Result<std::fs::Metadata> {
     use std::os::unix::fs::MetadataExt;
-    let owner = file.metadata()?.uid();
+    let meta = file.metadata()?;
+    let owner = meta.uid();
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     if owner != me {
@@ -76,12 +80,31 @@ fn check_owner(file: &std::fs::File) -> io::Result<()> {
             format!("it belongs to uid {owner}, not to us (uid {me}); refusing to write into it"),
         ));
     }
-    Ok(())
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file; refusing to write into it (remove it)",
+        ));
+    }
+    Ok(meta)
+}
+
+/// Who writes our output files besides us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writers {
+    /// Nobody in this process: a file last written before this process began is a dead
+    /// process's (with our pid), and it is started over before our first record.
+    OnlyUs,
+    /// CPython's own trampoline may write the same files (`activate(stack_on_cpython=True)`):
+    /// whatever they hold is kept.
+    WithCpython,
 }
 
 /// Opens (creating if needed, mode 0600) an output file for reading and appending, as the
-/// appender needs; never through a symlink planted at `path`, never one that is not ours.
-pub fn open_output(kind: &'static str, path: &Path) -> Result<std::fs::File, OpenError> {
+/// appender needs; never through a symlink planted at `path`, never one that is not ours. A
+/// file left by a dead process with our pid is emptied first (see [`Writers`]): nothing of
+/// it may name our code.
+pub fn open_output(kind: &'static str, path: &Path, writers: Writers) -> Result<std::fs::File, OpenError> {
     use std::os::unix::fs::OpenOptionsExt;
     let fail = |error| OpenError { kind, path: path.to_path_buf(), error };
     let file = std::fs::OpenOptions::new()
@@ -92,7 +115,10 @@ pub fn open_output(kind: &'static str, path: &Path) -> Result<std::fs::File, Ope
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map_err(fail)?;
-    check_owner(&file).map_err(fail)?;
+    let meta = check_ours(&file).map_err(fail)?;
+    if writers == Writers::OnlyUs && meta.len() > 0 && stale::written_before_us(&meta) {
+        file.set_len(0).map_err(fail)?;
+    }
     Ok(file)
 }
 

@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::appender::{Appender, Order};
-use super::{OpenError, OwnedSymbol, Sink, Symbol, name};
+use super::{OpenError, OwnedSymbol, Sink, Symbol, Writers, name};
 
 /// What this sink is called in messages, and its key in the registry.
 pub const KIND: &str = "perf map";
@@ -17,11 +17,12 @@ pub struct PerfMap {
 
 impl PerfMap {
     /// Opens (creating if needed, mode 0600) the map at `path` (perf looks for
-    /// `/tmp/perf-<pid>.map`) for appending. Never follows a symlink planted there. Past the
-    /// last record the file holds blank lines while the program runs (see appender.rs); they
-    /// are cut off at a normal exit, and perf skips them after a SIGKILL.
-    pub fn open(path: &Path) -> Result<PerfMap, OpenError> {
-        let file = super::open_output(KIND, path)?;
+    /// `/tmp/perf-<pid>.map`) for appending; a dead process's map with our pid is started
+    /// over (see [`Writers`]). Never follows a symlink planted there. Past the last record
+    /// the file holds blank lines while the program runs (see appender.rs); they are cut off
+    /// at a normal exit, and perf skips them after a SIGKILL.
+    pub fn open(path: &Path, writers: Writers) -> Result<PerfMap, OpenError> {
+        let file = super::open_output(KIND, path, writers)?;
         Ok(PerfMap {
             out: Appender::new(file, b'\n', Order::Forward),
             path: path.to_path_buf(),
@@ -110,7 +111,7 @@ mod tests {
     fn lines_have_perfs_format_and_mode_0600() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tmpdir("fmt");
-        let mut m = PerfMap::open(&dir.join("perf-4242.map")).unwrap();
+        let mut m = PerfMap::open(&dir.join("perf-4242.map"), Writers::OnlyUs).unwrap();
         m.record(&Symbol { addr: 0x7f00_dead_b000, size: 11, name: b"py::f:/a.py" }).unwrap();
         m.record(&Symbol { addr: 0x10, size: 0x20, name: b"py::g\n:/b.py" }).unwrap();
         m.record(&Symbol { addr: 0, size: 0xffff_ffff_ffff_ffff, name: b"z" }).unwrap();
@@ -138,7 +139,7 @@ mod tests {
         let victim = dir.join("victim");
         std::fs::write(&victim, "keep me").unwrap();
         std::os::unix::fs::symlink(&victim, dir.join("perf-77.map")).unwrap();
-        let err = PerfMap::open(&dir.join("perf-77.map")).err().expect("must refuse the symlink");
+        let err = PerfMap::open(&dir.join("perf-77.map"), Writers::OnlyUs).err().expect("must refuse the symlink");
         assert!(err.to_string().contains("perf-77.map"), "{err}");
         assert_eq!(err.error.raw_os_error(), Some(libc::ELOOP));
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
@@ -146,7 +147,7 @@ mod tests {
 
     #[test]
     fn unwritable_directory_gives_a_message_naming_the_path() {
-        let err = PerfMap::open(Path::new("/proc/self/no-such-dir/perf-1.map")).err().unwrap();
+        let err = PerfMap::open(Path::new("/proc/self/no-such-dir/perf-1.map"), Writers::OnlyUs).err().unwrap();
         assert!(err.to_string().contains("/proc/self/no-such-dir/perf-1.map"), "{err}");
     }
 }

@@ -39,6 +39,17 @@ def test_runner_behaves_like_plain_python(interp, work, args):
     assert "py::main:%s" % script in names
 
 
+def test_runner_starts_the_program_at_its_own_module(interp, work):
+    """Nothing of the runner's (nor of its set-up) runs with support on: the first function
+    the map names is the script's own <module>, and no name is perf_trampoline's."""
+    script = probe(work)
+    out = interp.run(["-m", "perf_trampoline", str(script)], env={"PERF_TRAMPOLINE_DIR": str(work)})
+    assert out.returncode == 0, out.stderr.decode()
+    names = [l.split(" ", 2)[2] for l in map_lines(work / ("perf-%d.map" % json.loads(out.stdout)["pid"]))]
+    assert names[0] == "py::<module>:%s" % script, names[:3]
+    assert not [n for n in names if "/perf_trampoline/" in n]
+
+
 def test_runner_passes_on_module_mode(interp, work):
     (work / "modprobe.py").write_text("import sys, perf_trampoline\nprint(__name__, sys.argv[1:], perf_trampoline.is_active())\n")
     out = interp.run(["-m", "perf_trampoline", "-m", "modprobe", "x", "y"], cwd=work,

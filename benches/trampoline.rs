@@ -13,14 +13,12 @@ use criterion::{Criterion, criterion_group};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
 
-use perf_trampoline::arena::StampArena;
-use perf_trampoline::compiler::{self, Target, Template};
-use perf_trampoline::jit_each::CompileEach;
-use perf_trampoline::registry::jitdump::{self, JitDump};
-use perf_trampoline::registry::perf_map::{self, PerfMap};
-use perf_trampoline::registry::{Registry, Sink, Symbol, Writers};
-use perf_trampoline::slots::SlotSource;
-use perf_trampoline::{EvalFn, Trampoline};
+use perf_trampoline::jitdump::{self, JitDump};
+use perf_trampoline::perf_map::{self, PerfMap};
+use perf_trampoline::{
+    CompileEach, EvalFn, Registry, Sink, SlotSource, StampArena, Symbol, Target, Template, Trampoline, Writers,
+    build_function, compile, target_isa,
+};
 
 // The hand-written baselines, CPython's template written again: `frame` keeps a frame record
 // as ours does; `noframe` only realigns the stack, as CPython's current x86-64 template does.
@@ -130,7 +128,7 @@ unsafe extern "C" fn evaluator(ts: *mut c_void, frame: *mut c_void, throw: c_int
 }
 
 fn host_template() -> Template {
-    compiler::compile(&Target::Host, false).expect("the host template compiles")
+    compile(&Target::Host, false).expect("the host template compiles")
 }
 
 /// The ways to reach the evaluator, all taken through black-boxed function pointers.
@@ -213,7 +211,7 @@ fn call_ratios() {
     };
     let per_round = |f: &dyn Fn(usize) -> f64| quartiles((0..ROUNDS).map(f).collect());
     let show = |(lo, mid, hi): (f64, f64, f64)| format!("{mid:.3} ({lo:.2}–{hi:.2})");
-    let template = compiler::compile(&Target::Host, true).expect("the host template compiles");
+    let template = compile(&Target::Host, true).expect("the host template compiles");
     println!("\nthe stamped template ({} bytes):\n{}", template.code.len(), template.disassembly.unwrap_or_default());
     println!("call_ratios: {ROUNDS} interleaved rounds of {CALLS} calls; median (25%–75%) of per-round values.");
     println!("`time` is per call, `added` is time less a direct call's; both relative to a baseline.");
@@ -249,7 +247,7 @@ struct Batched {
 
 impl Batched {
     fn new() -> Batched {
-        let isa = compiler::target_isa(&Target::Host).unwrap();
+        let isa = target_isa(&Target::Host).unwrap();
         let module = JITModule::new(JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names()));
         let ctx = module.make_context();
         Batched { module, isa, ctx, count: 0 }
@@ -259,7 +257,7 @@ impl Batched {
         let mut ids = Vec::with_capacity(batch as usize);
         for _ in 0..batch {
             self.ctx.clear();
-            self.ctx.func = compiler::build_function(&*self.isa);
+            self.ctx.func = build_function(&*self.isa);
             let id = self
                 .module
                 .declare_function(&format!("batched_{}", self.count), Linkage::Local, &self.ctx.func.signature)

@@ -11,8 +11,8 @@
 use std::ffi::{c_int, c_void};
 use std::time::{Duration, Instant};
 
-use perf_trampoline::registry::{self, Registry, Symbol, Writers, perf_map::PerfMap};
-use perf_trampoline::slots::{self, Slot, Strategy};
+use perf_trampoline::perf_map::PerfMap;
+use perf_trampoline::{Registry, Slot, Strategy, Symbol, Writers, host_source, output_dir};
 
 enum Op {
     Call(usize),
@@ -60,8 +60,8 @@ fn call(m: &mut Machine, index: usize) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: f64 = std::env::args().nth(1).map_or(Ok(1.0), |s| s.parse())?;
-    let mut source = slots::host_source(Strategy::Stamp)?;
-    let map = registry::output_dir().join(format!("perf-{}.map", std::process::id()));
+    let mut source = host_source(Strategy::Stamp)?;
+    let map = output_dir().join(format!("perf-{}.map", std::process::id()));
     let mut registry = Registry::new(vec![Box::new(PerfMap::open(&map, Writers::OnlyUs)?)]);
     let program = [("rs::outer", vec![Op::Call(1)]), ("rs::middle", vec![Op::Call(2)]), ("rs::inner", vec![Op::Spin])];
     let mut functions = Vec::new();

@@ -10,8 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::{env, fs};
 
-use perf_trampoline::compiler::{Target, Template, compile};
-use perf_trampoline::{arena, unwind};
+use perf_trampoline::{READ_SLACK, Target, Template, compile, eh_frame};
 
 /// Where the harness maps the good copies, and why there (4 KiB pages, as qemu-user has on
 /// this host). Above 4 GiB, a pc_begin cut to 32 bits would name another address. The last
@@ -23,7 +22,7 @@ fn copy_addresses(code_len: usize) -> [(u64, &'static str); 4] {
     // The arena's slot stride for this template (src/arena.rs: length rounded up to 16), and
     // where it puts the last copy of a one-page chunk: it keeps READ_SLACK bytes free at the end.
     let stride = (code_len as u64).next_multiple_of(16);
-    let last = (4096 - arena::READ_SLACK as u64) / stride - 1;
+    let last = (4096 - READ_SLACK as u64) / stride - 1;
     [
         (0x2000_0000, "page start"),
         (0x10_4000_0010, "above 4 GiB"),
@@ -151,7 +150,7 @@ fn header(isa: &Isa, t: &Template) -> Result<String, Box<dyn Error>> {
     )?;
     writeln!(h, "#define ISA_NAME \"{}\"", isa.name)?;
     // The arena keeps this many bytes after every copy mapped; the harness must do the same.
-    writeln!(h, "#define READ_SLACK {}", arena::READ_SLACK)?;
+    writeln!(h, "#define READ_SLACK {}", READ_SLACK)?;
     writeln!(
         h,
         "#define TRAMP_CALL_RETURN_OFFSET {}",
@@ -179,7 +178,7 @@ fn header(isa: &Isa, t: &Template) -> Result<String, Box<dyn Error>> {
         c_array(
             &mut h,
             &format!("copy_eh_frame_{i}"),
-            &unwind::eh_frame(t, addr)?,
+            &eh_frame(t, addr)?,
         );
     }
     let names: Vec<String> = (0..copies.len())

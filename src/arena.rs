@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::ptr;
 
+use crate::isa::{Isa, SLOT_ALIGN};
+use crate::os::page_size;
 use crate::slots::{Slot, SlotError, SlotSource};
 
 /// How big a chunk is when the caller does not say (64 KiB: 4095 x86-64 slots).
@@ -45,23 +47,11 @@ impl fmt::Debug for StampArena {
     }
 }
 
-/// The system's page size (mappings and their offsets are multiples of it).
-pub(crate) fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
-}
-
-/// The bytes that fill the gap between copies: a trap on x86 (`int3`), and on the other ISAs
-/// zero, which each of them decodes as an illegal instruction.
-fn filler_byte() -> u8 {
-    if cfg!(target_arch = "x86_64") { 0xcc } else { 0 }
-}
-
 impl StampArena {
     /// An arena for `template`, whose copies start `stride` bytes apart (at least the code's
-    /// length, rounded up to 16 bytes so every copy is well aligned for any ISA we support).
+    /// length, rounded up to [`SLOT_ALIGN`] so every copy is well aligned for any ISA we support).
     pub fn new(template: &[u8], min_stride: usize) -> StampArena {
-        let stride = min_stride.max(template.len()).max(1).next_multiple_of(16);
+        let stride = min_stride.max(template.len()).max(1).next_multiple_of(SLOT_ALIGN);
         StampArena {
             template: template.to_vec(),
             stride,
@@ -129,7 +119,7 @@ impl StampArena {
         let copies = (len - READ_SLACK) / self.stride;
         // SAFETY: `mem` points at `len` writable bytes and copies * stride <= len.
         unsafe {
-            ptr::write_bytes(mem, filler_byte(), len);
+            ptr::write_bytes(mem, Isa::host().map_or(0, Isa::filler_byte), len);
             for i in 0..copies {
                 ptr::copy_nonoverlapping(
                     self.template.as_ptr(),

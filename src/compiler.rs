@@ -12,39 +12,76 @@ use cranelift_codegen::isa::unwind::UnwindInfo;
 use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use target_lexicon::{Architecture, Triple};
+use target_lexicon::Triple;
 
-/// The ISAs we build trampolines for (all Linux, little- or big-endian as the ISA is).
-pub const SUPPORTED_ARCHES: &[&str] = &["x86_64", "aarch64", "riscv64gc", "s390x"];
+use crate::isa::Isa;
 
 /// Why a template could not be built.
 #[derive(Debug)]
 pub enum CompileError {
-    /// The triple is not one of [`SUPPORTED_ARCHES`] on Linux, or Cranelift lacks it.
+    /// The triple is not one of the ISAs in [`Isa::ALL`] on Linux, or Cranelift lacks it.
     UnsupportedTarget(String),
-    /// Cranelift rejected a setting or the function (a bug on our side; the text says where).
-    Cranelift(String),
+    /// Cranelift refused a setting, the function or a module operation (a bug on our side):
+    /// what we asked of it, and its error.
+    Cranelift {
+        /// What we asked of Cranelift.
+        doing: &'static str,
+        /// Cranelift's error.
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Writing or reading unwind sections failed in gimli: what we were doing, and its error.
+    Unwind {
+        /// What we were doing.
+        doing: &'static str,
+        /// gimli's error.
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Cranelift made code of another shape than the one we describe (a new Cranelift, or a
+    /// bug of ours): the text says where.
+    UnexpectedCode(String),
+}
+
+impl CompileError {
+    /// Cranelift's error `cause` while `doing` something.
+    pub fn cranelift(doing: &'static str, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> CompileError {
+        CompileError::Cranelift { doing, cause: cause.into() }
+    }
+
+    /// gimli's error `cause` while `doing` something with unwind sections.
+    pub fn unwind(doing: &'static str, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> CompileError {
+        CompileError::Unwind { doing, cause: cause.into() }
+    }
 }
 
 impl fmt::Display for CompileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CompileError::UnsupportedTarget(t) => write!(
-                f,
-                "unsupported target {t:?}: perf-trampoline builds for {}-unknown-linux-gnu",
-                SUPPORTED_ARCHES.join("/")
-            ),
-            CompileError::Cranelift(m) => write!(f, "cranelift: {m}"),
+            CompileError::UnsupportedTarget(t) => {
+                let arches: Vec<&str> = Isa::ALL.iter().map(|i| i.triple_name()).collect();
+                write!(f, "unsupported target {t:?}: perf-trampoline builds for {}-unknown-linux-gnu", arches.join("/"))
+            }
+            CompileError::Cranelift { doing, cause } => write!(f, "cranelift: {doing}: {cause}"),
+            CompileError::Unwind { doing, cause } => write!(f, "unwind info: {doing}: {cause}"),
+            CompileError::UnexpectedCode(m) => write!(f, "unexpected trampoline code: {m}"),
         }
     }
 }
 
-impl std::error::Error for CompileError {}
+impl std::error::Error for CompileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CompileError::Cranelift { cause, .. } | CompileError::Unwind { cause, .. } => Some(&**cause),
+            CompileError::UnsupportedTarget(_) | CompileError::UnexpectedCode(_) => None,
+        }
+    }
+}
 
 /// The ISA to compile for: the machine we run on, or a named Linux triple.
 #[derive(Clone, Debug)]
 pub enum Target {
+    /// The machine we run on.
     Host,
+    /// A Linux triple of a supported ISA.
     Triple(Triple),
 }
 
@@ -55,14 +92,7 @@ impl Target {
         let t: Triple = triple
             .parse()
             .map_err(|_| CompileError::UnsupportedTarget(triple.to_string()))?;
-        let arch_ok = matches!(
-            t.architecture,
-            Architecture::X86_64
-                | Architecture::Aarch64(_)
-                | Architecture::Riscv64(_)
-                | Architecture::S390x
-        );
-        if !arch_ok || t.operating_system != target_lexicon::OperatingSystem::Linux {
+        if Isa::of(t.architecture).is_none() || t.operating_system != target_lexicon::OperatingSystem::Linux {
             return Err(CompileError::UnsupportedTarget(triple.to_string()));
         }
         Ok(Target::Triple(t))
@@ -81,6 +111,8 @@ pub struct Template {
     pub disassembly: Option<String>,
     /// The ISA the code is for; needed again to turn `unwind` into `.eh_frame`.
     pub isa: OwnedTargetIsa,
+    /// Which of ours that ISA is.
+    pub arch: Isa,
 }
 
 impl fmt::Debug for Template {
@@ -92,9 +124,6 @@ impl fmt::Debug for Template {
     }
 }
 
-fn cl_err(e: impl fmt::Display) -> CompileError {
-    CompileError::Cranelift(e.to_string())
-}
 
 /// Builds the ISA with the settings every trampoline needs: a frame record in every
 /// function and unwind info, whatever the target's defaults are.
@@ -105,7 +134,7 @@ pub fn target_isa(target: &Target) -> Result<OwnedTargetIsa, CompileError> {
         ("unwind_info", "true"),
         ("opt_level", "speed"),
     ] {
-        flags.set(name, value).map_err(cl_err)?;
+        flags.set(name, value).map_err(|e| CompileError::cranelift("setting a flag", e))?;
     }
     let builder = match target {
         Target::Host => cranelift_native::builder()
@@ -113,7 +142,9 @@ pub fn target_isa(target: &Target) -> Result<OwnedTargetIsa, CompileError> {
         Target::Triple(t) => isa::lookup(t.clone())
             .map_err(|e| CompileError::UnsupportedTarget(format!("{t}: {e}")))?,
     };
-    builder.finish(settings::Flags::new(flags)).map_err(cl_err)
+    builder
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| CompileError::cranelift("building the ISA", e))
 }
 
 /// The C signature of CPython's frame evaluator, `(tstate, frame, throwflag) -> PyObject*`,
@@ -165,12 +196,11 @@ pub fn build_function(isa: &dyn isa::TargetIsa) -> ir::Function {
 const RISCV_MV_S0_SP: [u8; 4] = [0x13, 0x04, 0x01, 0x00]; // addi s0, sp, 0
 const RISCV_S0_IS_CFA: [u8; 4] = [0x13, 0x04, 0x01, 0x01]; // addi s0, sp, 16
 
-fn abi_fixups(isa: &dyn isa::TargetIsa, code: &mut [u8], disassembly: Option<&mut String>) -> Result<(), CompileError> {
-    if let Architecture::Riscv64(_) = isa.triple().architecture {
-        let at = code
-            .chunks_exact(4)
-            .position(|insn| insn == RISCV_MV_S0_SP)
-            .ok_or_else(|| cl_err("riscv64 prologue without `mv s0, sp`; cannot fix its frame pointer"))?;
+fn abi_fixups(arch: Isa, code: &mut [u8], disassembly: Option<&mut String>) -> Result<(), CompileError> {
+    if arch == Isa::Riscv64 {
+        let at = code.chunks_exact(4).position(|insn| insn == RISCV_MV_S0_SP).ok_or_else(|| {
+            CompileError::UnexpectedCode("riscv64 prologue without `mv s0, sp`; cannot fix its frame pointer".into())
+        })?;
         code[at * 4..at * 4 + 4].copy_from_slice(&RISCV_S0_IS_CFA);
         if let Some(text) = disassembly {
             *text = text.replacen("mv fp,sp", "addi fp,sp,16  ; patched: fp = CFA, as the psABI wants", 1);
@@ -182,24 +212,31 @@ fn abi_fixups(isa: &dyn isa::TargetIsa, code: &mut [u8], disassembly: Option<&mu
 /// Compiles the trampoline template for `target`.
 pub fn compile(target: &Target, want_disassembly: bool) -> Result<Template, CompileError> {
     let isa = target_isa(target)?;
+    let triple = isa.triple();
+    let arch = Isa::of(triple.architecture).ok_or_else(|| CompileError::UnsupportedTarget(triple.to_string()))?;
     let mut ctx = cranelift_codegen::Context::for_function(build_function(&*isa));
     ctx.set_disasm(want_disassembly);
     let compiled = ctx
         .compile(&*isa, &mut ControlPlane::default())
-        .map_err(|e| cl_err(format!("{:?}", e.inner)))?;
+        .map_err(|e| CompileError::cranelift("compiling the template", e.inner))?;
     if !compiled.buffer.relocs().is_empty() {
-        return Err(cl_err("template has relocations; it must be position independent"));
+        return Err(CompileError::UnexpectedCode("template has relocations; it must be position independent".into()));
     }
     let mut code = compiled.code_buffer().to_vec();
     let mut disassembly = compiled.vcode.clone();
-    abi_fixups(&*isa, &mut code, disassembly.as_mut())?;
+    abi_fixups(arch, &mut code, disassembly.as_mut())?;
     let call_return_offset = match compiled.buffer.call_sites().map(|c| c.ret_addr).collect::<Vec<_>>()[..] {
         [one] => one,
-        ref other => return Err(cl_err(format!("expected exactly one call, found {}", other.len()))),
+        ref other => {
+            return Err(CompileError::UnexpectedCode(format!("expected exactly one call, found {}", other.len())));
+        }
     };
-    let unwind = match compiled.create_unwind_info(&*isa).map_err(cl_err)? {
+    let unwind = match compiled
+        .create_unwind_info(&*isa)
+        .map_err(|e| CompileError::cranelift("making unwind info", e))?
+    {
         Some(UnwindInfo::SystemV(info)) => info,
-        other => return Err(cl_err(format!("expected SystemV unwind info, got {other:?}"))),
+        other => return Err(CompileError::UnexpectedCode(format!("expected SystemV unwind info, got {other:?}"))),
     };
     Ok(Template {
         code,
@@ -207,5 +244,6 @@ pub fn compile(target: &Target, want_disassembly: bool) -> Result<Template, Comp
         call_return_offset,
         disassembly,
         isa,
+        arch,
     })
 }

@@ -10,6 +10,7 @@ use cranelift_module::{Linkage, Module};
 use crate::compiler::{self, CompileError, Target};
 use crate::slots::{Slot, SlotError, SlotSource};
 
+/// Compiles one trampoline per slot with cranelift-jit.
 pub struct CompileEach {
     module: JITModule,
     isa: OwnedTargetIsa,
@@ -22,11 +23,12 @@ pub struct CompileEach {
 // the thread that created it, and we only ever use it behind `&mut`.
 unsafe impl Send for CompileEach {}
 
-fn jit_err(e: impl std::fmt::Display) -> SlotError {
-    SlotError::Compile(CompileError::Cranelift(e.to_string()))
+fn jit_err(e: cranelift_module::ModuleError) -> SlotError {
+    SlotError::Compile(CompileError::cranelift("compiling a trampoline with cranelift-jit", e))
 }
 
 impl CompileEach {
+    /// A source for the host ISA.
     pub fn new() -> Result<CompileEach, CompileError> {
         let isa = compiler::target_isa(&Target::Host)?;
         let builder = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());

@@ -13,17 +13,45 @@
 //! so a stack walk through CPython shows one native frame per Python frame, and the perf map
 //! tells perf the Python name of each address.
 
-pub mod arena;
-pub mod backend;
-pub mod compiler;
-pub mod frame_layout;
-pub mod jit_each;
-pub mod registry;
-pub mod slots;
-pub mod unwind;
+#![deny(missing_docs)]
 
+mod arena;
+mod compiler;
+mod compose;
+// CPython knowledge the extension alone uses; built without it too, so its tests run.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod frame_layout;
+mod isa;
+mod jit_each;
+mod os;
 #[cfg(feature = "python")]
 mod python;
+mod registry;
+mod slots;
+mod unwind;
+
+pub use arena::{READ_SLACK, StampArena};
+pub use compiler::{CompileError, Target, Template, build_function, compile, target_isa};
+pub use compose::{Backends, Strategy, UnknownName, host_source, open_sink, source_for};
+pub use isa::Isa;
+pub use jit_each::CompileEach;
+pub use registry::name::{MAX_NAME_BYTES, clean as clean_name};
+pub use registry::stale::process_start;
+pub use registry::{OpenError, OutputKind, OwnedSymbol, Registry, Sink, Symbol, Writers, output_dir};
+pub use slots::{Slot, SlotError, SlotSource};
+pub use unwind::{JitUnwind, eh_frame, endianness, jitdump_unwind};
+
+/// The perf map sink and its line format.
+pub mod perf_map {
+    pub use crate::registry::perf_map::{PerfMap, format_line, parse_line};
+}
+
+/// The jitdump: its sink, its format, and a reader.
+pub mod jitdump {
+    pub use crate::registry::jitdump::{JitDump, SALT_LEN, dumped_code_size, min_stride};
+    pub use crate::registry::jitdump_format::Header;
+    pub use crate::registry::jitdump_read::{Dump, ReadError, Record, parse};
+}
 
 use std::ffi::{c_int, c_void};
 

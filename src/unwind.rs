@@ -6,9 +6,8 @@ use gimli::write::{
     Address, CallFrameInstruction, EhFrame, EndianVec, FrameDescriptionEntry, FrameTable, Writer,
 };
 use gimli::{self, Register as R, RunTimeEndian, constants};
-use target_lexicon::Architecture;
-
 use crate::compiler::{CompileError, Template};
+use crate::isa::Isa;
 
 /// The byte order of the template's ISA (s390x is big-endian).
 pub fn endianness(template: &Template) -> RunTimeEndian {
@@ -19,7 +18,7 @@ pub fn endianness(template: &Template) -> RunTimeEndian {
 }
 
 fn err(e: gimli::write::Error) -> CompileError {
-    CompileError::Cranelift(format!("eh_frame: {e}"))
+    CompileError::unwind("writing .eh_frame", e)
 }
 
 /// Writes CIE + FDE (+ the zero terminator unwinders look for and gimli does not write).
@@ -57,7 +56,7 @@ fn cie(template: &Template) -> Result<gimli::write::CommonInformationEntry, Comp
     template
         .isa
         .create_systemv_cie()
-        .ok_or_else(|| CompileError::Cranelift("ISA has no SystemV CIE".into()))
+        .ok_or_else(|| CompileError::UnexpectedCode("the ISA has no SystemV CIE".into()))
 }
 
 /// Cranelift's unwind rules for the template, as (offset, rule). Cranelift only hands them
@@ -73,7 +72,7 @@ fn cranelift_rules(template: &Template) -> Result<Vec<(u32, CallFrameInstruction
     let bytes = out.0.into_vec();
     let section = read::EhFrame::new(&bytes, endianness(template));
     let bases = read::BaseAddresses::default();
-    let bad = |e: gimli::read::Error| CompileError::Cranelift(format!("reading Cranelift's CFI: {e}"));
+    let bad = |e: gimli::read::Error| CompileError::unwind("reading Cranelift's CFI back", e);
     let fde = section.fde_for_address(&bases, 0, read::EhFrame::cie_from_offset).map_err(bad)?;
     let (caf, daf) = (fde.cie().code_alignment_factor(), fde.cie().data_alignment_factor());
     let mut at = 0u32;
@@ -93,7 +92,7 @@ fn cranelift_rules(template: &Template) -> Result<Vec<(u32, CallFrameInstruction
                 CallFrameInstruction::Offset(register, (factored_offset as i64 * daf) as i32)
             }
             other => {
-                return Err(CompileError::Cranelift(format!("unexpected CFI from Cranelift: {other:?}")));
+                return Err(CompileError::UnexpectedCode(format!("unexpected CFI from Cranelift: {other:?}")));
             }
         };
         rules.push((at, rule));
@@ -115,20 +114,20 @@ struct Patch {
 /// prologue only, and on riscv64 only once all registers are saved; a sampling profiler can
 /// land anywhere, so we describe the whole body. The code's shape is fixed for this one
 /// function: if Cranelift ever emits different code there, we refuse rather than guess.
-fn patches(arch: Architecture) -> Option<Vec<Patch>> {
+fn patches(arch: Isa) -> Vec<Patch> {
     use CallFrameInstruction as C;
-    Some(match arch {
-        Architecture::X86_64 => vec![Patch {
+    match arch {
+        Isa::X86_64 => vec![Patch {
             after_call: true, // mov rsp, rbp; pop rbp; ret
             bytes: &[0x48, 0x89, 0xec, 0x5d, 0xc3],
             rules: || vec![(4, C::Cfa(R(7), 8)), (4, C::SameValue(R(6)))],
         }],
-        Architecture::Aarch64(_) => vec![Patch {
+        Isa::Aarch64 => vec![Patch {
             after_call: true, // ldp x29, x30, [sp], #16; ret
             bytes: &[0xfd, 0x7b, 0xc1, 0xa8, 0xc0, 0x03, 0x5f, 0xd6],
             rules: || vec![(4, C::Cfa(R(31), 0)), (4, C::SameValue(R(29))), (4, C::SameValue(R(30)))],
         }],
-        Architecture::Riscv64(_) => vec![
+        Isa::Riscv64 => vec![
             Patch {
                 // addi sp, sp, -16: the CFA moves before ra and s0 are saved; sd ra; sd s0;
                 // addi s0, sp, 16: compiler.rs makes s0 the CFA itself.
@@ -151,27 +150,23 @@ fn patches(arch: Architecture) -> Option<Vec<Patch>> {
                 },
             },
         ],
-        Architecture::S390x => vec![Patch {
+        Isa::S390x => vec![Patch {
             after_call: true, // lmg %r14, %r15, 272(%r15); br %r14
             bytes: &[0xeb, 0xef, 0xf1, 0x10, 0x00, 0x04, 0x07, 0xfe],
             rules: || vec![(6, C::CfaOffset(160)), (6, C::SameValue(R(14)))],
         }],
-        _ => return None,
-    })
+    }
 }
 
 /// The rules of [`patches`] for `template`, at offsets from the start of the code.
 fn patched_rules(template: &Template) -> Result<Vec<(u32, CallFrameInstruction)>, CompileError> {
-    let triple = template.isa.triple();
-    let patches =
-        patches(triple.architecture).ok_or_else(|| CompileError::UnsupportedTarget(triple.to_string()))?;
     let mut out = Vec::new();
-    for p in patches {
+    for p in patches(template.arch) {
         let start = if p.after_call { template.call_return_offset } else { 0 } as usize;
         let code = template.code.get(start..start + p.bytes.len());
         if code != Some(p.bytes) {
-            return Err(CompileError::Cranelift(format!(
-                "unexpected trampoline code at +{start}: {:02x?} (expected {:02x?}); its unwind rules would be wrong",
+            return Err(CompileError::UnexpectedCode(format!(
+                "at +{start}: {:02x?} (expected {:02x?}); its unwind rules would be wrong",
                 code.unwrap_or(&[]),
                 p.bytes
             )));
@@ -196,6 +191,7 @@ pub struct JitUnwind {
     /// `.eh_frame` followed by `.eh_frame_hdr`: the order perf's reader splits them in
     /// (the jitdump spec's prose says the reverse; perf, V8 and CPython all do this).
     pub data: Vec<u8>,
+    /// Bytes of `.eh_frame_hdr` at the end of `data`.
     pub eh_frame_hdr_size: u64,
     /// Bytes perf maps after the code for the unwind sections: the slot stride must leave
     /// at least `align8(code_size) + mapped_size` per slot, or synthetic ranges overlap.
@@ -237,5 +233,5 @@ pub fn jitdump_unwind(template: &Template, code_size: u64) -> Result<JitUnwind, 
 }
 
 fn too_big() -> CompileError {
-    CompileError::Cranelift("eh_frame offsets do not fit in 32 bits".into())
+    CompileError::UnexpectedCode("eh_frame offsets do not fit in 32 bits".into())
 }

@@ -4,9 +4,7 @@
 use std::ffi::{c_int, c_void};
 use std::sync::Mutex;
 
-use perf_trampoline::arena::StampArena;
-use perf_trampoline::compiler::{Target, compile};
-use perf_trampoline::slots::{Slot, SlotError, SlotSource, Strategy, host_source};
+use perf_trampoline::{READ_SLACK, Slot, SlotError, SlotSource, StampArena, Strategy, Target, compile, host_source};
 
 /// What the callee saw last, and the return address it found in its caller's frame record.
 static SEEN: Mutex<Option<(usize, usize, c_int, usize)>> = Mutex::new(None);
@@ -83,7 +81,7 @@ fn stamped_slots_pass_everything_through_inside_a_real_frame() {
     let t = compile(&Target::Host, false).unwrap();
     // Small chunks, so several chunks (and chunk boundaries) are exercised.
     let mut arena = StampArena::new(&t.code, 0).with_chunk_bytes(4096);
-    let per_chunk = (4096 - perf_trampoline::arena::READ_SLACK) / arena.stride();
+    let per_chunk = (4096 - READ_SLACK) / arena.stride();
     for i in 0..per_chunk * 3 + 1 {
         let slot = arena.next_slot().unwrap();
         if i % per_chunk == 0 || i % per_chunk == per_chunk - 1 {
@@ -137,7 +135,7 @@ fn stride_honours_the_minimum_asked_for() {
 fn an_exhausted_budget_is_a_clear_error_not_a_crash() {
     let t = compile(&Target::Host, false).unwrap();
     let mut arena = StampArena::new(&t.code, 0).with_chunk_bytes(4096).with_budget(Some(8192));
-    let fits = 2 * ((4096 - perf_trampoline::arena::READ_SLACK) / arena.stride());
+    let fits = 2 * ((4096 - READ_SLACK) / arena.stride());
     for _ in 0..fits {
         arena.next_slot().unwrap();
     }

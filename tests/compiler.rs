@@ -2,8 +2,7 @@
 //! the 4th argument register, no tail call, and unwind info that describes the frame.
 
 use gimli::{BaseAddresses, CfaRule, EhFrame, RegisterRule, UnwindContext, UnwindSection};
-use perf_trampoline::compiler::{Target, Template, compile};
-use perf_trampoline::unwind;
+use perf_trampoline::{Target, Template, compile, eh_frame, endianness};
 
 /// ABI facts per ISA (from each psABI and its DWARF register numbering), not outputs of ours.
 struct Isa {
@@ -148,8 +147,8 @@ fn unwind_info_describes_the_frame_at_the_call() {
     for isa in ISAS {
         let t = template(isa);
         let base = 0x4000_0000u64;
-        let bytes = unwind::eh_frame(&t, base).unwrap();
-        let eh = EhFrame::new(&bytes, unwind::endianness(&t));
+        let bytes = eh_frame(&t, base).unwrap();
+        let eh = EhFrame::new(&bytes, endianness(&t));
         let bases = BaseAddresses::default().set_eh_frame(0);
         let mut ctx = UnwindContext::new();
         let call_addr = base + u64::from(t.call_return_offset) - 1;

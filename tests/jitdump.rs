@@ -3,11 +3,8 @@
 //! for all four ISAs.
 
 use gimli::{BaseAddresses, CfaRule, EhFrame, EhFrameHdr, UnwindContext, UnwindSection};
-use perf_trampoline::compiler::{Target, Template, compile};
-use perf_trampoline::registry::jitdump::{self, JitDump, SALT_LEN};
-use perf_trampoline::registry::jitdump_read::{self, Record};
-use perf_trampoline::registry::{Sink, Symbol, Writers};
-use perf_trampoline::unwind;
+use perf_trampoline::jitdump::{self, JitDump, Record, SALT_LEN};
+use perf_trampoline::{Sink, Symbol, Target, Template, Writers, compile, endianness, jitdump_unwind};
 
 const TRIPLES: &[&str] = &[
     "x86_64-unknown-linux-gnu",
@@ -43,11 +40,11 @@ fn every_record_parses_in_order_with_unique_indices_and_salted_code() {
     let t = compile(&Target::Host, false).unwrap();
     let names: &[&[u8]] = &[b"py::f:/a.py", b"py::g\n:/b\xff.py", b"py::h:/c.py"];
     let (bytes, addrs) = write_dump(&t, "order", names);
-    let dump = jitdump_read::parse(&bytes).unwrap();
+    let dump = jitdump::parse(&bytes).unwrap();
     assert_eq!(dump.trailing, 0);
     assert_eq!(dump.header.version, 1);
     assert_eq!(dump.header.pid, 4321);
-    assert_eq!(dump.header.elf_mach, jitdump::elf_machine(&t).unwrap());
+    assert_eq!(dump.header.elf_mach, t.arch.elf_machine());
     assert_eq!(dump.records.len(), 2 * names.len() + 1);
     let mut last_ts = dump.header.timestamp;
     let mut loads = Vec::new();
@@ -89,8 +86,8 @@ fn every_record_parses_in_order_with_unique_indices_and_salted_code() {
 fn a_truncated_dump_reads_up_to_the_last_whole_record() {
     let t = compile(&Target::Host, false).unwrap();
     let (bytes, _) = write_dump(&t, "trunc", &[b"py::a:x", b"py::b:y"]);
-    let whole = jitdump_read::parse(&bytes).unwrap();
-    let cut = jitdump_read::parse(&bytes[..bytes.len() - 30]).unwrap();
+    let whole = jitdump::parse(&bytes).unwrap();
+    let cut = jitdump::parse(&bytes[..bytes.len() - 30]).unwrap();
     assert_eq!(cut.records[..], whole.records[..whole.records.len() - 2]);
     assert!(cut.trailing > 0);
 }
@@ -100,7 +97,7 @@ fn unwind_data_finds_the_fde_where_perf_inject_places_it_on_every_isa() {
     for triple in TRIPLES {
         let t = compile(&Target::parse(triple).unwrap(), false).unwrap();
         let (bytes, _) = write_dump(&t, triple, &[b"py::f:/a.py"]);
-        let dump = jitdump_read::parse(&bytes).unwrap();
+        let dump = jitdump::parse(&bytes).unwrap();
         let Record::UnwindingInfo { eh_frame_hdr_size, mapped_size, data, .. } = &dump.records[0] else {
             panic!("{triple}: first record is not CODE_UNWINDING_INFO")
         };
@@ -113,7 +110,7 @@ fn unwind_data_finds_the_fde_where_perf_inject_places_it_on_every_isa() {
             let (eh, hdr) = data.split_at(split);
             let hdr_at = eh_frame_at + eh.len() as u64;
             assert!(*mapped_size >= data.len() as u64, "{triple}");
-            let endian = unwind::endianness(&t);
+            let endian = endianness(&t);
             let bases = BaseAddresses::default().set_eh_frame(eh_frame_at).set_eh_frame_hdr(hdr_at);
             let parsed = EhFrameHdr::new(hdr, endian).parse(&bases, 8).unwrap();
             let table = parsed.table().expect("binary search table");
@@ -142,7 +139,7 @@ fn slot_stride_keeps_perfs_synthetic_ranges_apart() {
     for triple in TRIPLES {
         let t = compile(&Target::parse(triple).unwrap(), false).unwrap();
         let size = jitdump::dumped_code_size(&t);
-        let u = unwind::jitdump_unwind(&t, size).unwrap();
+        let u = jitdump_unwind(&t, size).unwrap();
         let stride = jitdump::min_stride(&t).unwrap() as u64;
         assert!(stride >= size.next_multiple_of(8) + u.mapped_size, "{triple}");
     }

@@ -1,12 +1,9 @@
 //! Property tests: whatever names and addresses come in, every record we write reads back
 //! as exactly what was recorded (names as cleaned), and one record is always one record.
 
-use perf_trampoline::compiler::{Target, compile};
-use perf_trampoline::registry::jitdump::{JitDump, SALT_LEN};
-use perf_trampoline::registry::jitdump_read::{self, Record};
-use perf_trampoline::registry::name::{MAX_NAME_BYTES, clean};
-use perf_trampoline::registry::perf_map::PerfMap;
-use perf_trampoline::registry::{Sink, Symbol, Writers};
+use perf_trampoline::jitdump::{self, JitDump, Record, SALT_LEN};
+use perf_trampoline::perf_map::PerfMap;
+use perf_trampoline::{MAX_NAME_BYTES, Sink, Symbol, Target, Writers, clean_name as clean, compile};
 use proptest::prelude::*;
 
 fn names() -> impl Strategy<Value = Vec<u8>> {
@@ -85,10 +82,10 @@ proptest! {
         dump.record_many(many).unwrap();
         let live = std::fs::read(&path).unwrap();
         dump.close().unwrap();
-        let parsed = jitdump_read::parse(&std::fs::read(&path).unwrap()).unwrap();
+        let parsed = jitdump::parse(&std::fs::read(&path).unwrap()).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         // While open, zeros follow the records (perf stops there); closing cuts them.
-        let live_dump = jitdump_read::parse(&live).unwrap();
+        let live_dump = jitdump::parse(&live).unwrap();
         prop_assert!(live[live.len() - live_dump.trailing..].iter().all(|&b| b == 0));
         prop_assert_eq!(live_dump.records.len() + 1, parsed.records.len(), "all but CODE_CLOSE");
         prop_assert_eq!(parsed.trailing, 0);

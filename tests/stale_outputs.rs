@@ -6,11 +6,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use perf_trampoline::compiler::{Target, compile};
-use perf_trampoline::registry::jitdump::JitDump;
-use perf_trampoline::registry::jitdump_read::{self, Record};
-use perf_trampoline::registry::perf_map::PerfMap;
-use perf_trampoline::registry::{Sink, Symbol, Writers, stale};
+use perf_trampoline::jitdump::{self, JitDump, Record};
+use perf_trampoline::perf_map::PerfMap;
+use perf_trampoline::{Sink, Symbol, Target, Writers, compile, process_start};
 
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("pt-stale-{tag}-{}", std::process::id()));
@@ -25,7 +23,7 @@ const DEAD_LINE: &str = "1000 7ffffffff000 py::dead:/old.py\n";
 /// Makes `path` look last written `age` before this process began.
 fn age(path: &Path, age: Duration) {
     let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(stale::process_start().unwrap() - age).unwrap();
+    f.set_modified(process_start().unwrap() - age).unwrap();
 }
 
 fn plant(path: &Path, bytes: &[u8], how_old: Duration) {
@@ -102,7 +100,7 @@ fn another_users_old_map_is_left_alone() {
 
 fn load_names_and_indices(path: &Path) -> (usize, Vec<(Vec<u8>, u64)>) {
     let bytes = std::fs::read(path).unwrap();
-    let dump = jitdump_read::parse(&bytes).unwrap();
+    let dump = jitdump::parse(&bytes).unwrap();
     let loads = dump
         .records
         .into_iter()

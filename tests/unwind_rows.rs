@@ -5,8 +5,7 @@
 use std::process::Command;
 
 use gimli::{BaseAddresses, CfaRule, EhFrame, UnwindContext, UnwindSection};
-use perf_trampoline::compiler::{Target, compile};
-use perf_trampoline::unwind;
+use perf_trampoline::{Target, compile, eh_frame, endianness};
 
 /// How one ISA's instructions move the stack pointer and frame pointer.
 struct Model {
@@ -118,8 +117,8 @@ fn cfa_rule_matches_the_code_at_every_instruction_boundary() {
         let insts = disassemble(&t.code, m.objdump_machine, m.triple);
         assert!(insts.len() >= 5, "{}: objdump decoded {insts:?}", m.triple);
         let base = 0x10_0000u64;
-        let bytes = unwind::eh_frame(&t, base).unwrap();
-        let eh = EhFrame::new(&bytes, unwind::endianness(&t));
+        let bytes = eh_frame(&t, base).unwrap();
+        let eh = EhFrame::new(&bytes, endianness(&t));
         let bases = BaseAddresses::default();
         let fde = eh.fde_for_address(&bases, base, EhFrame::cie_from_offset).unwrap();
         let mut ctx = UnwindContext::new();

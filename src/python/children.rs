@@ -1,11 +1,8 @@
 //! How support reaches child processes: the ones started anew (multiprocessing's spawn and
 //! forkserver, subprocess, exec) turn it on at start-up from `PERF_TRAMPOLINE` in their
-//! environment; forked ones keep the hook they inherit, or turn it off.
+//! environment; forked ones keep the hook they inherit, or turn it off (state.rs).
 
 use pyo3::prelude::*;
-
-use super::hook;
-use crate::registry::Registry;
 
 /// Our start-up switch (python/perf_trampoline/_startup.py reads it in every new Python).
 const VAR: &str = "PERF_TRAMPOLINE";
@@ -16,7 +13,7 @@ const CPYTHON_SWITCHES: [&str; 2] = ["PYTHONPERFSUPPORT", "PYTHON_PERF_JIT_SUPPO
 /// Carries `activate(children=...)` into `os.environ`, which every child started from now on
 /// inherits: `true` hands `backend` on, `false` takes every switch that would turn support on
 /// out, `None` leaves the environment as it is. Runs Python code (os.environ's methods): never
-/// call it holding the cold lock.
+/// call it holding the state lock.
 pub fn pass_on(py: Python<'_>, children: Option<bool>, backend: &str) -> PyResult<()> {
     let environ = py.import("os")?.getattr("environ")?;
     match children {
@@ -33,12 +30,4 @@ pub fn pass_on(py: Python<'_>, children: Option<bool>, backend: &str) -> PyResul
             Ok(())
         }
     }
-}
-
-/// In a forked child of a process that keeps support to itself: support goes off before the
-/// child writes anything. Dropping the inherited outputs only unmaps them; the parent's
-/// files stay as they are. Inherited trampolines keep working (their memory stays mapped).
-pub fn stay_off_in_fork(cold: &mut hook::Cold) {
-    cold.registry = Registry::empty();
-    hook::set_active(false);
 }

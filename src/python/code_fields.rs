@@ -4,8 +4,6 @@
 //! As with co_extra, the fields move between CPython versions; rather than a table per
 //! version, a probe code object with names no other field can hold is searched for them.
 
-use std::sync::OnceLock;
-
 use pyo3::ffi::PyObject;
 use pyo3::prelude::*;
 
@@ -16,20 +14,10 @@ pub struct Fields {
     pub filename: usize,
 }
 
-static FIELDS: OnceLock<Option<Fields>> = OnceLock::new();
-
-/// Finds the offsets once per process. Runs Python code (compile, getattr): call it at
-/// activation, never from the hook.
-pub fn discover_once(py: Python<'_>, name_attr: &str) {
-    FIELDS.get_or_init(|| discover(py, name_attr).ok().flatten());
-}
-
-/// The offsets, if [`discover_once`] found them (else names come from getattr).
-pub fn found() -> Option<Fields> {
-    FIELDS.get().copied().flatten()
-}
-
-fn discover<'py>(py: Python<'py>, name_attr: &str) -> PyResult<Option<Fields>> {
+/// The offsets, or None when the probe's fields could not be told apart (then names come
+/// from getattr). Runs Python code (compile, getattr): call it at activation, never from the
+/// hook.
+pub fn discover<'py>(py: Python<'py>, name_attr: &str) -> PyResult<Option<Fields>> {
     // The inner function's qualified name differs from its plain name, and the file name
     // from both.
     let module = super::probe::compile(
@@ -72,7 +60,7 @@ fn discover<'py>(py: Python<'py>, name_attr: &str) -> PyResult<Option<Fields>> {
 /// The object pointer stored at `offset` in `code` (borrowed).
 ///
 /// # Safety
-/// `code` must be a live code object and `offset` one that [`found`] returned.
+/// `code` must be a live code object and `offset` one that [`discover`] returned.
 pub unsafe fn read(code: *mut PyObject, offset: usize) -> *mut PyObject {
     unsafe { code.cast::<u8>().add(offset).cast::<*mut PyObject>().read() }
 }

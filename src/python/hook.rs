@@ -1,164 +1,25 @@
 //! The frame-evaluation hook: sends every Python call through its code object's trampoline.
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::Ordering::Relaxed;
 
 use pyo3::ffi::{self, PyObject};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::registry::{Registry, Symbol, Writers};
-use crate::slots::SlotSource;
+use super::hot::HOT;
+use super::{capi, co_extra, code_fields, discover, stack_guard, state};
 use crate::{EvalFn, Trampoline};
-
-use super::capi::Api;
 
 /// co_extra value meaning "this code object runs without a trampoline" (no slot could be
 /// had for it); remembered so the failed attempt is not repeated on every call.
 const NO_SLOT: usize = 1;
 
-/// Everything the per-call path reads, set before the hook is installed and never torn:
-/// each field is read with one relaxed load and written only with the GIL held.
-struct Hot {
-    /// Whether calls go through trampolines; when false the hook is a plain pass-through
-    /// (it can stay installed under someone else's hook that chains to it).
-    active: AtomicBool,
-    /// The evaluator we call through to: CPython's default or the hook that was there before.
-    target: AtomicUsize,
-    code_offset: AtomicUsize,
-    code_mask: AtomicUsize,
-    code_type: AtomicUsize,
-    get_extra: AtomicUsize,
-    /// Where co_extra sits in a code object (0: unknown, use `get_extra`).
-    extra_offset: AtomicUsize,
-    index: AtomicIsize,
-    /// Whether the hook checks the C stack itself (see stack_guard.rs).
-    guard_stack: AtomicBool,
-    /// Whether code objects have `co_qualname` (3.11+); before, names use `co_name`.
-    has_qualname: AtomicBool,
-}
-
-static HOT: Hot = Hot {
-    active: AtomicBool::new(false),
-    target: AtomicUsize::new(0),
-    code_offset: AtomicUsize::new(0),
-    code_mask: AtomicUsize::new(!0),
-    code_type: AtomicUsize::new(0),
-    get_extra: AtomicUsize::new(0),
-    extra_offset: AtomicUsize::new(0),
-    index: AtomicIsize::new(-1),
-    guard_stack: AtomicBool::new(false),
-    has_qualname: AtomicBool::new(true),
-};
-
-/// Everything the slow path (a code object's first call) and activation change.
-pub struct Cold {
-    /// The host's trampoline, compiled at the first activation.
-    pub template: Option<crate::compiler::Template>,
-    /// Where new slots come from, and their stride. Slots stay cached in code objects across
-    /// deactivation, so a source is never dropped: when a later activation needs a wider
-    /// stride, the old source is leaked, never unmapped.
-    pub source: Option<Box<dyn SlotSource>>,
-    pub stride: usize,
-    pub registry: Registry,
-    /// The hook value we replaced, restored on deactivation (None = CPython's default).
-    pub replaced: Option<EvalFn>,
-    pub installed: bool,
-    pub slots_created: u64,
-    pub warned_no_slot: bool,
-    /// Whether a forked child's outputs start with everything the parent's named.
-    pub persist_after_fork: bool,
-    /// How many forks the outputs have followed (see `fork::own_outputs`).
-    pub forks_seen: u64,
-    /// Who else writes our files: CPython's own trampoline, once `stack_on_cpython` was asked for.
-    pub writers: Writers,
-    /// Whether a forked child keeps support on; `activate(children=False)` turns it off there.
-    pub forks_keep_support: bool,
-}
-
-static COLD: Mutex<Cold> = Mutex::new(Cold {
-    template: None,
-    source: None,
-    stride: 0,
-    registry: Registry::empty(),
-    replaced: None,
-    installed: false,
-    slots_created: 0,
-    warned_no_slot: false,
-    persist_after_fork: true,
-    forks_seen: 0,
-    writers: Writers::OnlyUs,
-    forks_keep_support: true,
-});
-
-/// Never run Python code while holding this (no Python object conversions, imports, or
-/// calls): Python code runs through the hook, whose slow path takes the lock too.
-pub fn cold() -> MutexGuard<'static, Cold> {
-    // A panic while holding the lock leaves the state consistent enough to go on with.
-    COLD.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The process whose outputs the at-exit handler ends (a forked child inherits the handler).
-static OUTPUTS_OWNER: AtomicUsize = AtomicUsize::new(0);
-
-/// Ends every output (jitdump's CODE_CLOSE) when this process exits. Registered once; call
-/// again after fork so the child ends its own outputs and never its parent's.
-pub fn close_outputs_at_exit() {
-    extern "C" fn at_exit() {
-        if OUTPUTS_OWNER.load(Relaxed) != std::process::id() as usize {
-            return;
-        }
-        // try_lock: a thread that died holding the lock must not hang the exit.
-        if let Ok(mut c) = COLD.try_lock() {
-            c.registry.close();
-        }
-    }
-    if OUTPUTS_OWNER.swap(std::process::id() as usize, Relaxed) == 0 {
-        // SAFETY: registering a plain extern "C" fn with atexit.
-        unsafe { libc::atexit(at_exit) };
-    }
-}
-
-/// Publishes what the per-call path needs. Call with the GIL held, before installing the hook.
-pub fn configure(
-    api: &Api,
-    layout: crate::frame_layout::FrameLayout,
-    index: isize,
-    extra_offset: Option<usize>,
-    target: EvalFn,
-    guard_stack: bool,
-    has_qualname: bool,
-) {
-    HOT.guard_stack.store(guard_stack, Relaxed);
-    HOT.has_qualname.store(has_qualname, Relaxed);
-    HOT.extra_offset.store(extra_offset.unwrap_or(0), Relaxed);
-    HOT.code_offset.store(layout.offset, Relaxed);
-    HOT.code_mask.store(layout.mask, Relaxed);
-    HOT.code_type.store(api.code_type as usize, Relaxed);
-    HOT.get_extra.store(api.get_extra as usize, Relaxed);
-    HOT.index.store(index, Relaxed);
-    HOT.target.store(target as usize, Relaxed);
-}
-
-pub fn set_active(on: bool) {
-    HOT.active.store(on, Relaxed);
-}
-
-/// The co_extra index the hook uses (-1 before the first activation).
-pub fn extra_index() -> isize {
-    HOT.index.load(Relaxed)
-}
-
-pub fn is_active() -> bool {
-    HOT.active.load(Relaxed)
-}
-
 /// The hook CPython calls for every frame it evaluates.
 pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c_int) -> *mut c_void {
     // SAFETY: `target` was published (a valid EvalFn) before this hook was installed.
     let target: EvalFn = unsafe { std::mem::transmute::<usize, EvalFn>(HOT.target.load(Relaxed)) };
-    if HOT.guard_stack.load(Relaxed) && super::stack_guard::near_the_end(ts) {
+    if HOT.guard_stack.load(Relaxed) && stack_guard::near_the_end(ts) {
         // Evaluating the frame in "throw" mode (as gen.throw() does) makes CPython unwind it
         // with the exception set, cleaning it up as for any exception raised inside it.
         unsafe {
@@ -184,7 +45,7 @@ pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c
     let offset = HOT.extra_offset.load(Relaxed);
     let mut slot = if offset != 0 {
         // SAFETY: `code` is a code object; the offset was found on this interpreter.
-        unsafe { super::co_extra::read(code, offset, HOT.index.load(Relaxed)) }
+        unsafe { co_extra::read(code, offset, HOT.index.load(Relaxed)) }
     } else {
         // SAFETY: as above; the slower, always-available way.
         unsafe { extra_via_api(code) }
@@ -207,7 +68,7 @@ pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c
 #[cold]
 #[inline(never)]
 unsafe fn extra_via_api(code: *mut PyObject) -> usize {
-    let get_extra: super::capi::GetExtraFn =
+    let get_extra: capi::GetExtraFn =
         unsafe { std::mem::transmute::<usize, _>(HOT.get_extra.load(Relaxed)) };
     let mut extra: *mut c_void = std::ptr::null_mut();
     // SAFETY: `code` is a code object and the index was handed to us by this interpreter.
@@ -226,16 +87,20 @@ type NameBuf = smallvec::SmallVec<[u8; 256]>;
 /// (characters that UTF-8 cannot hold, such as lone surrogates, are backslash-escaped).
 fn code_name(py: Python<'_>, code: *mut PyObject, name: &mut NameBuf) {
     let looked_up: [Option<Bound<'_, PyAny>>; 2];
-    let [qualname, filename] = match super::code_fields::found() {
+    let found = discover::found();
+    let [qualname, filename] = match found.and_then(|d| d.fields) {
         // SAFETY: `code` is a live code object; the fields hold strings it owns, alive while
         // we copy them (borrowed: no reference counting).
         Some(fields) => [fields.name, fields.filename]
-            .map(|offset| Some(unsafe { Borrowed::from_ptr(py, super::code_fields::read(code, offset)) })),
+            .map(|offset| Some(unsafe { Borrowed::from_ptr(py, code_fields::read(code, offset)) })),
         None => {
             // SAFETY: `code` is a live code object.
             let code = unsafe { Borrowed::from_ptr(py, code) };
-            let qualname =
-                if HOT.has_qualname.load(Relaxed) { pyo3::intern!(py, "co_qualname") } else { pyo3::intern!(py, "co_name") };
+            let qualname = if found.is_none_or(|d| d.has_qualname) {
+                pyo3::intern!(py, "co_qualname")
+            } else {
+                pyo3::intern!(py, "co_name")
+            };
             looked_up = [qualname, pyo3::intern!(py, "co_filename")].map(|attr| code.getattr(attr).ok());
             looked_up.each_ref().map(|text| text.as_ref().map(Bound::as_borrowed))
         }
@@ -251,7 +116,7 @@ fn code_name(py: Python<'_>, code: *mut PyObject, name: &mut NameBuf) {
 /// when there is no text.
 fn push_utf8(name: &mut NameBuf, text: Option<Borrowed<'_, '_, PyAny>>) {
     let Some(text) = text else { return name.push(b'?') };
-    if let Ok(api) = super::capi::api() {
+    if let Ok(api) = capi::api() {
         let mut len: isize = 0;
         // SAFETY: `text` is alive while we copy; the GIL is held.
         let p = unsafe { (api.as_utf8)(text.as_ptr(), &mut len) };
@@ -307,31 +172,10 @@ unsafe fn slot_for_new_code(code: *mut PyObject, pending: Pending) -> usize {
     let mut name = NameBuf::new();
     code_name(py, code, &mut name);
 
-    let (slot, messages) = {
-        let mut c = cold();
-        let c = &mut *c;
-        let mut messages = super::fork::own_outputs(c);
-        let slot = match c.source.as_mut().map(|s| s.next_slot()) {
-            Some(Ok(slot)) => {
-                c.slots_created += 1;
-                messages.extend(c.registry.record(&Symbol { addr: slot.addr, size: slot.size, name: &name }));
-                slot.addr
-            }
-            Some(Err(e)) => {
-                if !c.warned_no_slot {
-                    c.warned_no_slot = true;
-                    messages.push(e.to_string());
-                }
-                NO_SLOT
-            }
-            None => NO_SLOT,
-        };
-        (slot, messages)
-    };
-    for m in messages {
-        super::warn(&m);
-    }
-    let set_extra = super::capi::api().map(|a| a.set_extra);
+    let (slot, messages) = state::new_slot(&name);
+    messages.print();
+    let slot = slot.unwrap_or(NO_SLOT);
+    let set_extra = capi::api().map(|a| a.set_extra);
     if let Ok(set_extra) = set_extra
         && unsafe { set_extra(code, HOT.index.load(Relaxed), slot as *mut c_void) } != 0
     {

@@ -109,7 +109,7 @@ impl Appender {
     /// Maps new room for at least `need` bytes at the end of the file. Returns false if the
     /// file cannot be mapped (then records go out with `write(2)`).
     fn grow(&mut self, need: usize) -> io::Result<bool> {
-        let page = crate::arena::page_size() as u64;
+        let page = crate::os::page_size() as u64;
         // Where our records stop, and where the room we had mapped for them stops.
         let ends = self.window.as_ref().map(|w| (w.offset + w.used as u64, w.offset + w.len as u64));
         let at_least = need.next_multiple_of(page as usize);

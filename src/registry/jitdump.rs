@@ -9,37 +9,20 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use target_lexicon::Architecture;
-
 use super::appender::{Appender, Order};
-use super::{OpenError, OwnedSymbol, Sink, Symbol, Writers, jitdump_read, name};
+use super::jitdump_format::{
+    CODE_CLOSE, CODE_LOAD, CODE_LOAD_FIELDS, CODE_UNWINDING_INFO, HEADER_SIZE, Header, PREFIX_SIZE,
+    UNWINDING_INFO_FIELDS, VERSION, put_prefix, put_u32, put_u64,
+};
+use super::{OpenError, OutputKind, OwnedSymbol, Sink, Symbol, Writers, jitdump_read, name};
 use crate::compiler::{CompileError, Template};
+use crate::os::{monotonic_ns, thread_id};
 use crate::unwind::{self, JitUnwind};
 
-/// What this sink is called in messages, and its key in the registry.
-pub const KIND: &str = "jitdump";
-
-pub const MAGIC: u32 = 0x4A69_5444;
-pub const VERSION: u32 = 1;
-pub const HEADER_SIZE: u32 = 40;
-pub const CODE_LOAD: u32 = 0;
-pub const CODE_CLOSE: u32 = 3;
-pub const CODE_UNWINDING_INFO: u32 = 4;
 /// Bytes of salt appended to each dumped copy of the code (never to the live code): newer
 /// perf derives each jitted image's build-id from its code bytes alone, and identical
 /// trampolines would collapse into one symbol (CPython gh-139544).
 pub const SALT_LEN: usize = 8;
-
-/// The ELF machine number perf expects in the header for the template's ISA.
-pub fn elf_machine(template: &Template) -> Result<u32, CompileError> {
-    Ok(match template.isa.triple().architecture {
-        Architecture::X86_64 => 62,
-        Architecture::Aarch64(_) => 183,
-        Architecture::Riscv64(_) => 243,
-        Architecture::S390x => 22,
-        other => return Err(CompileError::UnsupportedTarget(other.to_string())),
-    })
-}
 
 /// Code bytes per `CODE_LOAD`: the template plus its salt.
 pub fn dumped_code_size(template: &Template) -> u64 {
@@ -54,35 +37,7 @@ pub fn min_stride(template: &Template) -> Result<usize, CompileError> {
     Ok((size.next_multiple_of(8) + unwind.mapped_size) as usize)
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds: what `perf record -k 1` stamps samples with.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid clock id and a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-thread_local! {
-    /// The calling thread's id once asked for (0: not yet): a system call per record otherwise.
-    static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-fn gettid() -> u32 {
-    TID.with(|t| {
-        if t.get() == 0 {
-            // SAFETY: gettid has no preconditions.
-            t.set(unsafe { libc::syscall(libc::SYS_gettid) as u32 });
-        }
-        t.get()
-    })
-}
-
-/// Call in a forked child (from the thread that forked): its copy of the cache names the
-/// parent's thread.
-pub fn forget_thread_id() {
-    TID.with(|t| t.set(0));
-}
-
+/// Writes `jit-<pid>.dump`: one `CODE_UNWINDING_INFO` and one `CODE_LOAD` per symbol.
 pub struct JitDump {
     out: Appender,
     path: PathBuf,
@@ -93,14 +48,6 @@ pub struct JitDump {
     buf: Vec<u8>,
 }
 
-fn put_u32(b: &mut Vec<u8>, v: u32) {
-    b.extend_from_slice(&v.to_ne_bytes());
-}
-
-fn put_u64(b: &mut Vec<u8>, v: u64) {
-    b.extend_from_slice(&v.to_ne_bytes());
-}
-
 impl JitDump {
     /// Opens the dump at `path` (perf wants it named `jit-<pid>.dump`; mode 0600, never
     /// through a symlink), writes the header and maps the first page executable. A dead
@@ -108,20 +55,17 @@ impl JitDump {
     /// before an exec goes on after its last record.
     pub fn open(path: &Path, pid: u32, template: &Template, writers: Writers) -> Result<JitDump, OpenError> {
         let path = path.to_path_buf();
-        let fail = |error: io::Error| OpenError { kind: KIND, path: path.clone(), error };
-        let other = |e: CompileError| fail(io::Error::other(e.to_string()));
-        let elf_mach = elf_machine(template).map_err(other)?;
-        let unwind = unwind::jitdump_unwind(template, dumped_code_size(template)).map_err(other)?;
+        let fail = |error: io::Error| OpenError { kind: OutputKind::JitDump, path: path.clone(), error };
+        let elf_mach = template.arch.elf_machine();
+        let unwind = unwind::jitdump_unwind(template, dumped_code_size(template))
+            .map_err(|e: CompileError| fail(io::Error::other(e)))?;
         // The read access it is opened with serves the marker mapping too.
-        let mut file = super::open_output(KIND, &path, writers)?;
+        let mut file = super::open_output(OutputKind::JitDump, &path, writers)?;
         let next_index = match file.metadata().map_err(fail)?.len() {
             0 => {
                 let mut header = Vec::with_capacity(HEADER_SIZE as usize);
-                for v in [MAGIC, VERSION, HEADER_SIZE, elf_mach, 0, pid] {
-                    put_u32(&mut header, v);
-                }
-                put_u64(&mut header, monotonic_ns());
-                put_u64(&mut header, 0); // flags: timestamps are CLOCK_MONOTONIC, not the arch's
+                // flags 0: timestamps are CLOCK_MONOTONIC, not the arch's
+                Header { version: VERSION, elf_mach, pid, timestamp: monotonic_ns(), flags: 0 }.write(&mut header);
                 if let Err(e) = file.write_all(&header).and_then(|()| map_marker(&file)) {
                     // A dump perf can never find is only litter.
                     let _ = std::fs::remove_file(&path);
@@ -150,11 +94,9 @@ impl JitDump {
     fn append_records(&mut self, b: &mut Vec<u8>, sym: &Symbol) {
         let now = monotonic_ns();
         let u = &self.unwind;
-        let unwind_total = (16 + 24 + u.data.len()).next_multiple_of(8);
+        let unwind_total = (PREFIX_SIZE + UNWINDING_INFO_FIELDS + u.data.len()).next_multiple_of(8);
         let start = b.len();
-        put_u32(b, CODE_UNWINDING_INFO);
-        put_u32(b, unwind_total as u32);
-        put_u64(b, now);
+        put_prefix(b, CODE_UNWINDING_INFO, unwind_total, now);
         put_u64(b, u.data.len() as u64);
         put_u64(b, u.eh_frame_hdr_size);
         put_u64(b, u.mapped_size);
@@ -163,12 +105,10 @@ impl JitDump {
 
         let name = name::clean(sym.name);
         let code_size = self.code.len() + SALT_LEN;
-        let load_total = 16 + 40 + name.len() + 1 + code_size;
-        put_u32(b, CODE_LOAD);
-        put_u32(b, load_total as u32);
-        put_u64(b, now);
+        let load_total = PREFIX_SIZE + CODE_LOAD_FIELDS + name.len() + 1 + code_size;
+        put_prefix(b, CODE_LOAD, load_total, now);
         put_u32(b, self.pid);
-        put_u32(b, gettid());
+        put_u32(b, thread_id());
         put_u64(b, sym.addr as u64); // vma
         put_u64(b, sym.addr as u64); // code_addr
         put_u64(b, code_size as u64);
@@ -197,7 +137,7 @@ fn continue_dump(file: &File, pid: u32, elf_mach: u32) -> io::Result<u64> {
         return Err(refuse(format!("it is the dump of process {} (machine {})", dump.header.pid, dump.header.elf_mach)));
     }
     let close = match dump.records.last() {
-        Some(jitdump_read::Record::Close { .. }) => 16,
+        Some(jitdump_read::Record::Close { .. }) => PREFIX_SIZE as u64,
         _ => 0,
     };
     file.set_len(len - dump.trailing as u64 - close)?;
@@ -211,7 +151,7 @@ fn continue_dump(file: &File, pid: u32, elf_mach: u32) -> io::Result<u64> {
 /// Maps the dump's first page executable and leaves it mapped for the life of the process:
 /// the mmap event in perf.data is how `perf inject --jit` finds the dump.
 fn map_marker(file: &File) -> io::Result<()> {
-    let page = crate::arena::page_size();
+    let page = crate::os::page_size();
     // SAFETY: a private read-only mapping of our own file; nothing reads or writes it.
     let p = unsafe {
         libc::mmap(
@@ -238,8 +178,8 @@ fn map_marker(file: &File) -> io::Result<()> {
 }
 
 impl Sink for JitDump {
-    fn kind(&self) -> &'static str {
-        KIND
+    fn kind(&self) -> OutputKind {
+        OutputKind::JitDump
     }
 
     fn path(&self) -> &Path {
@@ -282,10 +222,8 @@ impl Sink for JitDump {
     }
 
     fn close(&mut self) -> io::Result<()> {
-        let mut b = Vec::with_capacity(16);
-        put_u32(&mut b, CODE_CLOSE);
-        put_u32(&mut b, 16);
-        put_u64(&mut b, monotonic_ns());
+        let mut b = Vec::with_capacity(PREFIX_SIZE);
+        put_prefix(&mut b, CODE_CLOSE, PREFIX_SIZE, monotonic_ns());
         self.out.append(&b)?;
         self.out.finish()
     }

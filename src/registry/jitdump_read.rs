@@ -2,19 +2,14 @@
 
 use std::fmt;
 
-use super::jitdump::{CODE_CLOSE, CODE_LOAD, CODE_UNWINDING_INFO, HEADER_SIZE, MAGIC};
+pub use super::jitdump_format::Header;
+use super::jitdump_format::{CODE_CLOSE, CODE_LOAD, CODE_UNWINDING_INFO, HEADER_SIZE, MAGIC, PREFIX_SIZE};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub version: u32,
-    pub elf_mach: u32,
-    pub pid: u32,
-    pub timestamp: u64,
-    pub flags: u64,
-}
-
+/// One record, its fields as the format names them (see `jitdump_format.rs`).
+#[allow(missing_docs)] // the fields are the format's, named as it names them
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
+    /// A function's code and name.
     CodeLoad {
         timestamp: u64,
         pid: u32,
@@ -25,6 +20,7 @@ pub enum Record {
         name: Vec<u8>,
         code: Vec<u8>,
     },
+    /// Unwind sections for the next `CODE_LOAD`.
     UnwindingInfo {
         timestamp: u64,
         eh_frame_hdr_size: u64,
@@ -32,24 +28,25 @@ pub enum Record {
         /// `unwind_data_size` bytes: `.eh_frame` then `.eh_frame_hdr`.
         data: Vec<u8>,
     },
-    Close {
-        timestamp: u64,
-    },
-    Other {
-        id: u32,
-        timestamp: u64,
-    },
+    /// The end of the dump.
+    Close { timestamp: u64 },
+    /// A record we do not write (its id).
+    Other { id: u32, timestamp: u64 },
 }
 
+/// A whole dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dump {
+    /// The file header.
     pub header: Header,
+    /// The whole records, in file order.
     pub records: Vec<Record>,
     /// Bytes after the last whole record: unused room (zeros) of a writer that did not end
     /// normally, or a record cut short.
     pub trailing: usize,
 }
 
+/// What is wrong with a dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadError(pub String);
 
@@ -115,10 +112,10 @@ pub fn parse(bytes: &[u8]) -> Result<Dump, ReadError> {
             // Room a writer had not used yet (see appender.rs): perf stops here too.
             return Ok(Dump { header, records, trailing: rest.len() });
         }
-        if (size as usize) < 16 {
+        if (size as usize) < PREFIX_SIZE {
             return Err(bad("record smaller than its prefix"));
         }
-        let Some(body) = p.take(size as usize - 16) else {
+        let Some(body) = p.take(size as usize - PREFIX_SIZE) else {
             return Ok(Dump { header, records, trailing: rest.len() });
         };
         c.0 = p.0;

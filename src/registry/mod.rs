@@ -2,6 +2,7 @@
 
 pub mod appender;
 pub mod jitdump;
+pub mod jitdump_format;
 pub mod jitdump_read;
 pub mod name;
 pub mod perf_map;
@@ -24,12 +25,43 @@ pub fn output_dir() -> PathBuf {
     }
 }
 
+/// The kinds of output file a sink writes. The registry only tells them apart; which sink
+/// writes each is chosen above it (`compose/backend.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    /// `perf-<pid>.map`, read by `perf report` and `perf script`.
+    PerfMap,
+    /// `jit-<pid>.dump`, read by `perf inject --jit`.
+    JitDump,
+}
+
+impl OutputKind {
+    /// Where the output of process `pid` lives in `dir`: the names perf looks for.
+    pub fn path(self, dir: &Path, pid: u32) -> PathBuf {
+        match self {
+            OutputKind::PerfMap => dir.join(format!("perf-{pid}.map")),
+            OutputKind::JitDump => dir.join(format!("jit-{pid}.dump")),
+        }
+    }
+}
+
+impl std::fmt::Display for OutputKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputKind::PerfMap => "perf map",
+            OutputKind::JitDump => "jitdump",
+        })
+    }
+}
+
 /// A sink's file could not be opened.
 #[derive(Debug)]
 pub struct OpenError {
-    /// What the file is, e.g. "perf map".
-    pub kind: &'static str,
+    /// What the file is.
+    pub kind: OutputKind,
+    /// Where it is.
     pub path: PathBuf,
+    /// Why it could not be opened.
     pub error: io::Error,
 }
 
@@ -39,12 +71,18 @@ impl std::fmt::Display for OpenError {
     }
 }
 
-impl std::error::Error for OpenError {}
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
 
 /// One function for perf: `size` bytes of code at `addr`, called `name`.
 #[derive(Clone, Copy, Debug)]
 pub struct Symbol<'a> {
+    /// Where the code starts.
     pub addr: usize,
+    /// Bytes of code.
     pub size: usize,
     /// Raw name bytes; sinks clean them with [`name::clean`].
     pub name: &'a [u8],
@@ -53,12 +91,16 @@ pub struct Symbol<'a> {
 /// A [`Symbol`] that owns its name (read back from a file).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedSymbol {
+    /// Where the code starts.
     pub addr: usize,
+    /// Bytes of code.
     pub size: usize,
+    /// Raw name bytes.
     pub name: Vec<u8>,
 }
 
 impl OwnedSymbol {
+    /// The same symbol, borrowing the name.
     pub fn as_symbol(&self) -> Symbol<'_> {
         Symbol { addr: self.addr, size: self.size, name: &self.name }
     }
@@ -72,8 +114,7 @@ fn check_ours(file: &std::fs::File) -> io::Result<std::fs::Metadata> {
     use std::os::unix::fs::MetadataExt;
     let meta = file.metadata()?;
     let owner = meta.uid();
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = crate::os::euid();
     if owner != me {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -104,7 +145,7 @@ pub enum Writers {
 /// appender needs; never through a symlink planted at `path`, never one that is not ours. A
 /// file left by a dead process with our pid is emptied first (see [`Writers`]): nothing of
 /// it may name our code.
-pub fn open_output(kind: &'static str, path: &Path, writers: Writers) -> Result<std::fs::File, OpenError> {
+pub fn open_output(kind: OutputKind, path: &Path, writers: Writers) -> Result<std::fs::File, OpenError> {
     use std::os::unix::fs::OpenOptionsExt;
     let fail = |error| OpenError { kind, path: path.to_path_buf(), error };
     let file = std::fs::OpenOptions::new()
@@ -124,8 +165,8 @@ pub fn open_output(kind: &'static str, path: &Path, writers: Writers) -> Result<
 
 /// One output format.
 pub trait Sink: Send {
-    /// Short name used in messages, e.g. "perf map".
-    fn kind(&self) -> &'static str;
+    /// What this sink writes (its name in messages, with its `Display`).
+    fn kind(&self) -> OutputKind;
     /// The file this sink writes.
     fn path(&self) -> &Path;
     /// Records one symbol; the record must be complete in the file when this returns Ok.
@@ -153,6 +194,7 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry without sinks.
     pub const fn empty() -> Registry {
         Registry { sinks: Vec::new() }
     }
@@ -166,14 +208,14 @@ impl Registry {
     /// with `open`. All or nothing: if one cannot be opened, nothing changes.
     pub fn select(
         &mut self,
-        wanted: &[(&'static str, PathBuf)],
-        mut open: impl FnMut(&'static str, &Path) -> Result<Box<dyn Sink>, OpenError>,
+        wanted: &[(OutputKind, PathBuf)],
+        mut open: impl FnMut(OutputKind, &Path) -> Result<Box<dyn Sink>, OpenError>,
     ) -> Result<(), OpenError> {
-        let has = |s: &[(Box<dyn Sink>, bool)], kind: &str, path: &Path| {
+        let has = |s: &[(Box<dyn Sink>, bool)], kind: OutputKind, path: &Path| {
             s.iter().any(|(sink, _)| sink.kind() == kind && sink.path() == path)
         };
         let mut opened = Vec::new();
-        for (kind, path) in wanted {
+        for &(kind, ref path) in wanted {
             if !has(&self.sinks, kind, path) {
                 opened.push((open(kind, path)?, false));
             }
@@ -185,6 +227,7 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether no sink is enabled.
     pub fn is_empty(&self) -> bool {
         !self.sinks.iter().any(|(_, enabled)| *enabled)
     }
@@ -202,8 +245,8 @@ impl Registry {
     pub fn after_fork(
         &mut self,
         persist: bool,
-        path_for: impl Fn(&'static str, &Path) -> PathBuf,
-        mut open: impl FnMut(&'static str, &Path) -> Result<Box<dyn Sink>, OpenError>,
+        path_for: impl Fn(OutputKind, &Path) -> PathBuf,
+        mut open: impl FnMut(OutputKind, &Path) -> Result<Box<dyn Sink>, OpenError>,
     ) -> Vec<String> {
         let mut messages = Vec::new();
         let inherited = std::mem::take(&mut self.sinks);
@@ -291,8 +334,8 @@ mod tests {
     }
 
     impl Sink for Counting {
-        fn kind(&self) -> &'static str {
-            "test"
+        fn kind(&self) -> OutputKind {
+            OutputKind::PerfMap
         }
         fn path(&self) -> &Path {
             &self.path
@@ -319,7 +362,7 @@ mod tests {
         let sym = Symbol { addr: 0x1000, size: 16, name: b"py::f:/x.py" };
         let messages = reg.record(&sym);
         assert_eq!(messages.len(), 2, "{messages:?}");
-        assert!(messages[0].starts_with("writing test a failed") && messages[1].starts_with("writing test c failed"));
+        assert!(messages[0].starts_with("writing perf map a failed") && messages[1].starts_with("writing perf map c failed"));
         assert_eq!(reg.paths(), vec![PathBuf::from("b")]);
         assert!(reg.record(&sym).is_empty());
         assert_eq!(taken.load(std::sync::atomic::Ordering::Relaxed), 2);

@@ -4,11 +4,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::appender::{Appender, Order};
-use super::{OpenError, OwnedSymbol, Sink, Symbol, Writers, name};
+use super::{OpenError, OutputKind, OwnedSymbol, Sink, Symbol, Writers, name};
 
-/// What this sink is called in messages, and its key in the registry.
-pub const KIND: &str = "perf map";
-
+/// Writes `perf-<pid>.map`: one line per symbol.
 pub struct PerfMap {
     out: Appender,
     path: PathBuf,
@@ -22,7 +20,7 @@ impl PerfMap {
     /// the file holds blank lines while the program runs (see appender.rs); they are cut off
     /// at a normal exit, and perf skips them after a SIGKILL.
     pub fn open(path: &Path, writers: Writers) -> Result<PerfMap, OpenError> {
-        let file = super::open_output(KIND, path, writers)?;
+        let file = super::open_output(OutputKind::PerfMap, path, writers)?;
         Ok(PerfMap {
             out: Appender::new(file, b'\n', Order::Forward),
             path: path.to_path_buf(),
@@ -64,8 +62,8 @@ pub fn parse_line(line: &[u8]) -> Option<OwnedSymbol> {
 }
 
 impl Sink for PerfMap {
-    fn kind(&self) -> &'static str {
-        KIND
+    fn kind(&self) -> OutputKind {
+        OutputKind::PerfMap
     }
 
     fn path(&self) -> &Path {

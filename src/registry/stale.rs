@@ -23,16 +23,10 @@ pub fn process_start() -> io::Result<SystemTime> {
         .and_then(|(_, rest)| rest.split_whitespace().nth(22 - 3))
         .and_then(|f| f.parse().ok())
         .ok_or_else(|| io::Error::other("no start time in /proc/self/stat"))?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let hz = crate::os::clock_ticks_per_second();
     let since_boot = Duration::from_secs(ticks / hz) + Duration::from_nanos(ticks % hz * 1_000_000_000 / hz);
     // The boot by the wall clock: now, less the time since boot on the clock /proc counts in.
-    let now = SystemTime::now();
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid clock id and a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    let up = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-    Ok(now - up + since_boot)
+    Ok(SystemTime::now() - crate::os::since_boot() + since_boot)
 }
 
 /// Whether a file with these metadata was last written before this process began, so by an

@@ -1,43 +1,34 @@
 //! Backend names (`perf`, `perf_jit`, both) as users write them, and the sinks they open.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::UnknownName;
 use crate::compiler::{CompileError, Template};
 use crate::registry::jitdump::{self, JitDump};
-use crate::registry::perf_map::{self, PerfMap};
-use crate::registry::{OpenError, Sink, Writers};
+use crate::registry::perf_map::PerfMap;
+use crate::registry::{OpenError, OutputKind, Sink, Writers};
 
 /// Which outputs to write: `perf` is the perf map, `perf_jit` the jitdump (CPython's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backends {
+    /// Whether to write the perf map.
     pub perf_map: bool,
+    /// Whether to write the jitdump.
     pub jitdump: bool,
 }
 
 /// The names accepted wherever backends are chosen (API, command line, environment).
 pub const NAMES: &[&str] = &["perf", "perf_jit", "perf,perf_jit"];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownBackend(pub String);
-
-impl fmt::Display for UnknownBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown backend {:?}; accepted: {}", self.0, NAMES.join(", "))
-    }
-}
-
-impl std::error::Error for UnknownBackend {}
-
 impl Backends {
     /// Parses `perf`, `perf_jit`, or a comma-separated list of them (both at once).
-    pub fn parse(s: &str) -> Result<Backends, UnknownBackend> {
+    pub fn parse(s: &str) -> Result<Backends, UnknownName> {
         let mut b = Backends { perf_map: false, jitdump: false };
         for part in s.split(',') {
             match part.trim() {
                 "perf" => b.perf_map = true,
                 "perf_jit" => b.jitdump = true,
-                _ => return Err(UnknownBackend(s.to_string())),
+                _ => return Err(UnknownName { what: "backend", given: s.to_string(), accepted: NAMES }),
             }
         }
         Ok(b)
@@ -45,36 +36,27 @@ impl Backends {
 
     /// The smallest slot stride these outputs need for `template`.
     pub fn min_stride(self, template: &Template) -> Result<usize, CompileError> {
-        if self.jitdump { crate::registry::jitdump::min_stride(template) } else { Ok(0) }
+        if self.jitdump { jitdump::min_stride(template) } else { Ok(0) }
     }
 
-    /// The (kind, path) of each output for process `pid` in `dir`.
-    pub fn outputs(self, dir: &Path, pid: u32) -> Vec<(&'static str, PathBuf)> {
-        let kinds = [(self.perf_map, perf_map::KIND), (self.jitdump, jitdump::KIND)];
-        kinds.into_iter().filter(|(on, _)| *on).map(|(_, k)| (k, output_path(k, dir, pid))).collect()
-    }
-}
-
-/// Where an output of `kind` for process `pid` lives in `dir`: the names perf looks for.
-pub fn output_path(kind: &str, dir: &Path, pid: u32) -> PathBuf {
-    if kind == jitdump::KIND {
-        dir.join(format!("jit-{pid}.dump"))
-    } else {
-        dir.join(format!("perf-{pid}.map"))
+    /// The kind and path of each output for process `pid` in `dir`.
+    pub fn outputs(self, dir: &Path, pid: u32) -> Vec<(OutputKind, PathBuf)> {
+        let kinds = [(self.perf_map, OutputKind::PerfMap), (self.jitdump, OutputKind::JitDump)];
+        kinds.into_iter().filter(|(on, _)| *on).map(|(_, k)| (k, k.path(dir, pid))).collect()
     }
 }
 
 /// Opens the sink of `kind` at `path`, for process `pid`; `writers`: who else writes it.
 pub fn open_sink(
-    kind: &str,
+    kind: OutputKind,
     path: &Path,
     pid: u32,
     template: &Template,
     writers: Writers,
 ) -> Result<Box<dyn Sink>, OpenError> {
     Ok(match kind {
-        jitdump::KIND => Box::new(JitDump::open(path, pid, template, writers)?),
-        _ => Box::new(PerfMap::open(path, writers)?),
+        OutputKind::JitDump => Box::new(JitDump::open(path, pid, template, writers)?),
+        OutputKind::PerfMap => Box::new(PerfMap::open(path, writers)?),
     })
 }
 

@@ -122,6 +122,9 @@ fn copy_near(code: &[u8], near: usize) -> Option<Trampoline> {
 
 /// Stands in for `_PyEval_EvalFrameDefault`: as little work as a real function can do, so
 /// the calls around it are what the numbers show.
+///
+/// # Safety
+/// None needed: it reads nothing through its pointers (unsafe for its type only).
 #[inline(never)]
 unsafe extern "C" fn evaluator(ts: *mut c_void, frame: *mut c_void, throw: c_int) -> *mut c_void {
     (ts as usize ^ frame as usize ^ throw as usize) as *mut c_void
@@ -143,7 +146,10 @@ impl Calls {
     fn new() -> Calls {
         let template = host_template();
         // Nothing here is ever unmapped: a bench process ends soon enough.
+        // SAFETY: `code` is the host template or the bench's own call-through assembly, which
+        // has the trampoline's signature.
         let stamp = |code: &[u8]| unsafe { StampArena::new(code, 0).next_slot().unwrap().as_fn() };
+        // SAFETY: cranelift-jit compiles the host template.
         let compiled = unsafe { CompileEach::new().unwrap().next_slot().unwrap().as_fn() };
         let mut through: Vec<(&str, Trampoline)> = vec![
             ("asm_frame", pt_bench_asm_frame),
@@ -162,11 +168,13 @@ impl Calls {
 #[inline(always)]
 fn call_direct() -> *mut c_void {
     let eval: EvalFn = evaluator;
+    // SAFETY: `evaluator` reads nothing through its pointer arguments.
     unsafe { black_box(eval)(black_box(TS), black_box(FRAME), black_box(0)) }
 }
 
 #[inline(always)]
 fn call_through(tramp: Trampoline) -> *mut c_void {
+    // SAFETY: the trampoline calls `evaluator`, which reads nothing through its pointers.
     unsafe { black_box(tramp)(black_box(TS), black_box(FRAME), black_box(0), black_box(evaluator as EvalFn)) }
 }
 

@@ -32,6 +32,9 @@ struct Machine {
 }
 
 /// The evaluator: runs one function; `frame` is its index, `state` the machine.
+///
+/// # Safety
+/// `state` must point at a live `Machine` no one else uses during the call.
 unsafe extern "C" fn evaluate(state: *mut c_void, frame: *mut c_void, _throw: c_int) -> *mut c_void {
     // SAFETY: `state` is the &mut Machine passed to `call` below, alive for the whole run.
     let m = unsafe { &mut *state.cast::<Machine>() };

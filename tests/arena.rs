@@ -15,10 +15,12 @@ fn caller_return_address() -> usize {
     // address into whoever called the callee (the trampoline, if it kept a real frame).
     let fp: usize;
     #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads a register, nothing else.
     unsafe {
         std::arch::asm!("mov {}, rbp", out(reg) fp)
     };
     #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above.
     unsafe {
         std::arch::asm!("mov {}, x29", out(reg) fp)
     };
@@ -29,6 +31,10 @@ fn caller_return_address() -> usize {
     }
 }
 
+/// What the trampolines under test call: records its arguments and where it returns to.
+///
+/// # Safety
+/// None needed: it only records its arguments (unsafe for its type only).
 #[inline(never)]
 unsafe extern "C" fn callee(a: *mut c_void, b: *mut c_void, c: c_int) -> *mut c_void {
     let ra = caller_return_address();
@@ -39,6 +45,7 @@ unsafe extern "C" fn callee(a: *mut c_void, b: *mut c_void, c: c_int) -> *mut c_
 fn call_through(slot: Slot, a: usize, b: usize, c: c_int) -> (usize, (usize, usize, c_int, usize)) {
     // SAFETY: slots come from host sources of the trampoline template.
     let tramp = unsafe { slot.as_fn() };
+    // SAFETY: the trampoline calls `callee` with the three arguments, as its type says.
     let r = unsafe { tramp(a as *mut c_void, b as *mut c_void, c, callee) };
     (r as usize, SEEN.lock().unwrap().take().unwrap())
 }

@@ -31,6 +31,7 @@ pub struct Api {
 
 // SAFETY: plain function and static-object addresses, valid for the life of the process.
 unsafe impl Send for Api {}
+// SAFETY: as above; nothing in it changes after it is made.
 unsafe impl Sync for Api {}
 
 /// Looks up the first of `names` that the process exports (newer CPythons renamed some

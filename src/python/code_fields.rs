@@ -62,5 +62,6 @@ pub fn discover<'py>(py: Python<'py>, name_attr: &str) -> PyResult<Option<Fields
 /// # Safety
 /// `code` must be a live code object and `offset` one that [`discover`] returned.
 pub unsafe fn read(code: *mut PyObject, offset: usize) -> *mut PyObject {
+    // SAFETY: per the contract, a pointer-sized field lies at `offset` in the live object.
     unsafe { code.cast::<u8>().add(offset).cast::<*mut PyObject>().read() }
 }

@@ -16,12 +16,17 @@ use crate::{EvalFn, Trampoline};
 const NO_SLOT: usize = 1;
 
 /// The hook CPython calls for every frame it evaluates.
+///
+/// # Safety
+/// Only CPython calls it, as a PEP 523 frame evaluator, with the GIL held, after
+/// [`super::hot::publish`] described this interpreter.
 pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c_int) -> *mut c_void {
     // SAFETY: `target` was published (a valid EvalFn) before this hook was installed.
     let target: EvalFn = unsafe { std::mem::transmute::<usize, EvalFn>(HOT.target.load(Relaxed)) };
     if HOT.guard_stack.load(Relaxed) && stack_guard::near_the_end(ts) {
         // Evaluating the frame in "throw" mode (as gen.throw() does) makes CPython unwind it
         // with the exception set, cleaning it up as for any exception raised inside it.
+        // SAFETY: the GIL is held; `target` is the evaluator and gets CPython's own arguments.
         unsafe {
             ffi::PyErr_SetString(
                 ffi::PyExc_RecursionError,
@@ -31,6 +36,7 @@ pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c
         }
     }
     if !HOT.active.load(Relaxed) {
+        // SAFETY: the evaluator we replaced, with the arguments CPython gave us.
         return unsafe { target(ts, frame, throw) };
     }
     // SAFETY: CPython hands us a live frame of the version `code_offset`/`code_mask` describe.
@@ -40,6 +46,7 @@ pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c
     };
     // SAFETY: a frame's code field always points at a live object (None in some 3.13+ frames).
     if code.is_null() || unsafe { (*code).ob_type } as usize != HOT.code_type.load(Relaxed) {
+        // SAFETY: as above.
         return unsafe { target(ts, frame, throw) };
     }
     let offset = HOT.extra_offset.load(Relaxed);
@@ -53,26 +60,34 @@ pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c
     if slot == 0 {
         // SAFETY: we run with the GIL held and `code` is a live code object.
         let pending = if throw == 0 { Pending::No } else { Pending::Maybe };
+        // SAFETY: as just said.
         slot = unsafe { slot_for_new_code(code, pending) };
     }
     if slot == NO_SLOT {
+        // SAFETY: as above.
         return unsafe { target(ts, frame, throw) };
     }
     // SAFETY: every non-sentinel co_extra value we store is a slot holding the trampoline.
     let tramp = unsafe { std::mem::transmute::<usize, Trampoline>(slot) };
     // A tail call in release builds: the trampoline's frame takes the place of ours.
+    // SAFETY: the trampoline calls `target` with the arguments CPython gave us.
     unsafe { tramp(ts, frame, throw, target) }
 }
 
 /// The extra of `code` at our index through CPython's API (0 if none or on error).
+///
+/// # Safety
+/// The GIL must be held, `code` must be a live code object, and the hook published.
 #[cold]
 #[inline(never)]
 unsafe fn extra_via_api(code: *mut PyObject) -> usize {
+    // SAFETY: `get_extra` was published as `PyUnstable_Code_GetExtra`'s address.
     let get_extra: capi::GetExtraFn =
         unsafe { std::mem::transmute::<usize, _>(HOT.get_extra.load(Relaxed)) };
     let mut extra: *mut c_void = std::ptr::null_mut();
     // SAFETY: `code` is a code object and the index was handed to us by this interpreter.
     if unsafe { get_extra(code, HOT.index.load(Relaxed), &mut extra) } != 0 {
+        // SAFETY: the GIL is held.
         unsafe { ffi::PyErr_Clear() };
         return NO_SLOT;
     }
@@ -124,6 +139,7 @@ fn push_utf8(name: &mut NameBuf, text: Option<Borrowed<'_, '_, PyAny>>) {
             // SAFETY: CPython returns `len` bytes of UTF-8 owned by `text`.
             return name.extend_from_slice(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len as usize) });
         }
+        // SAFETY: the GIL is held.
         unsafe { ffi::PyErr_Clear() };
     }
     match text
@@ -142,7 +158,9 @@ fn push_utf8(name: &mut NameBuf, text: Option<Borrowed<'_, '_, PyAny>>) {
 /// # Safety
 /// The GIL must be held and `code` must be a live code object; the hook must be configured.
 pub unsafe fn ensure_slot(code: *mut PyObject) -> bool {
+    // SAFETY: the caller's contract is both functions' contract.
     let extra = unsafe { extra_via_api(code) };
+    // SAFETY: as above.
     let slot = if extra == 0 { unsafe { slot_for_new_code(code, Pending::Maybe) } } else { extra };
     slot != NO_SLOT
 }
@@ -153,6 +171,7 @@ enum Pending {
     /// CPython never evaluates a frame with an exception set unless it throws one into it
     /// (its evaluator asserts so), so the hook knows from `throwflag`.
     No,
+    /// One may be set: it is kept aside and restored.
     Maybe,
 }
 
@@ -160,6 +179,9 @@ enum Pending {
 /// address or NO_SLOT. Never leaves a Python exception behind, and keeps the one that may be
 /// pending (a frame entered with `throwflag` carries the exception being thrown). Out of line
 /// so the hook's own frame, paid by every Python call, stays small.
+///
+/// # Safety
+/// The GIL must be held, `code` must be a live code object, and the hook published.
 #[cold]
 #[inline(never)]
 unsafe fn slot_for_new_code(code: *mut PyObject, pending: Pending) -> usize {
@@ -168,6 +190,7 @@ unsafe fn slot_for_new_code(code: *mut PyObject, pending: Pending) -> usize {
         // SAFETY: the GIL is held (we are inside frame evaluation).
         unsafe { ffi::PyErr_Fetch(&mut t, &mut v, &mut tb) };
     }
+    // SAFETY: the GIL is held.
     let py = unsafe { Python::assume_attached() };
     let mut name = NameBuf::new();
     code_name(py, code, &mut name);
@@ -177,11 +200,14 @@ unsafe fn slot_for_new_code(code: *mut PyObject, pending: Pending) -> usize {
     let slot = slot.unwrap_or(NO_SLOT);
     let set_extra = capi::api().map(|a| a.set_extra);
     if let Ok(set_extra) = set_extra
+        // SAFETY: `code` is a live code object and the index is this interpreter's.
         && unsafe { set_extra(code, HOT.index.load(Relaxed), slot as *mut c_void) } != 0
     {
+        // SAFETY: the GIL is held.
         unsafe { ffi::PyErr_Clear() };
     }
     if pending == Pending::Maybe {
+        // SAFETY: the GIL is held; these are what PyErr_Fetch handed us, given back once.
         unsafe { ffi::PyErr_Restore(t, v, tb) };
     }
     slot

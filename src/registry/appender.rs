@@ -225,6 +225,7 @@ unsafe fn store(dst: *mut u8, record: &[u8], order: Order) {
             let mut at = dst;
             let mut chunks = record.chunks_exact(16);
             for chunk in &mut chunks {
+                // SAFETY: `at` stays within the record's `record.len()` bytes at `dst`.
                 unsafe {
                     at.cast::<[u8; 16]>().write_unaligned(chunk.try_into().expect("16 bytes"));
                     at = at.add(16);
@@ -233,6 +234,7 @@ unsafe fn store(dst: *mut u8, record: &[u8], order: Order) {
             }
             let mut rest = chunks.remainder();
             if let Some((word, tail)) = rest.split_first_chunk::<8>() {
+                // SAFETY: as above.
                 unsafe {
                     at.cast::<[u8; 8]>().write_unaligned(*word);
                     at = at.add(8);
@@ -241,16 +243,26 @@ unsafe fn store(dst: *mut u8, record: &[u8], order: Order) {
                 rest = tail;
             }
             for (i, &b) in rest.iter().enumerate() {
+                // SAFETY: as above.
                 unsafe { at.add(i).write(b) };
             }
         }
-        Order::HeadLast(n) => {
-            let n = n.min(record.len());
-            unsafe { std::ptr::copy_nonoverlapping(record[n..].as_ptr(), dst.add(n), record.len() - n) };
-            fence(Ordering::Release);
-            unsafe { std::ptr::copy_nonoverlapping(record.as_ptr(), dst, n) };
-        }
+        Order::HeadLast(n) => head_last(record, n, |at, bytes| {
+            // SAFETY: `head_last` hands out pieces of `record`, at their offsets in it, and
+            // `dst` is valid for `record.len()` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(at), bytes.len()) }
+        }),
     }
+}
+
+/// Hands `copy` everything of `record` after its first `n` bytes, then (after a release
+/// fence) those, each with its offset in the record.
+#[inline(always)]
+fn head_last(record: &[u8], n: usize, mut copy: impl FnMut(usize, &[u8])) {
+    let n = n.min(record.len());
+    copy(n, &record[n..]);
+    fence(Ordering::Release);
+    copy(0, &record[..n]);
 }
 
 /// One `write(2)`: on an O_APPEND file other writers in this process (CPython's own map
@@ -344,6 +356,25 @@ mod tests {
 
     #[test]
     fn head_last_leaves_zeros_where_the_head_goes_until_the_end() {
+        let record: Vec<u8> = (1..=24).collect();
+        let mut buf = [0u8; 24];
+        // What the destination held when each piece was copied, before the piece landed.
+        let mut seen = Vec::new();
+        head_last(&record, 8, |at, bytes| {
+            seen.push(buf);
+            buf[at..at + bytes.len()].copy_from_slice(bytes);
+        });
+        assert_eq!(buf.to_vec(), record);
+        // The head was still zero while the rest was written, and the rest was all there
+        // before the head went in.
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], [0; 24]);
+        assert_eq!(seen[1][..8], [0; 8]);
+        assert_eq!(seen[1][8..], record[8..]);
+    }
+
+    #[test]
+    fn store_head_last_writes_the_whole_record() {
         let mut buf = [0u8; 24];
         let record: Vec<u8> = (1..=24).collect();
         // SAFETY: buf has room for the record.

@@ -7,6 +7,8 @@ use std::fmt::Write;
 /// `...`. perf itself has no limit, but a megabyte-long line per code object helps nobody.
 pub const MAX_NAME_BYTES: usize = 4096;
 
+/// Control characters (Unicode's Cc: U+0000-U+001F and U+007F-U+009F), all of which fit in
+/// one `\xNN` escape.
 fn needs_escape(c: char) -> bool {
     c.is_control()
 }
@@ -29,8 +31,8 @@ fn printable_ascii(raw: &[u8]) -> bool {
 }
 
 /// Returns `raw` as valid UTF-8 without control characters: each control character and each
-/// byte that is not valid UTF-8 becomes `\xNN` (two hex digits) or `\u{...}` for control
-/// characters beyond Latin-1, and the result is at most [`MAX_NAME_BYTES`] long.
+/// byte that is not valid UTF-8 becomes `\xNN` (two hex digits), and the result is at most
+/// [`MAX_NAME_BYTES`] long.
 pub fn clean(raw: &[u8]) -> Cow<'_, str> {
     // Nearly every name is printable ASCII, and saying so is all the work it needs.
     if raw.len() <= MAX_NAME_BYTES && printable_ascii(raw) {
@@ -46,12 +48,10 @@ pub fn clean(raw: &[u8]) -> Cow<'_, str> {
     let mut out = String::with_capacity(raw.len().min(MAX_NAME_BYTES) + 8);
     for chunk in raw.utf8_chunks() {
         for c in chunk.valid().chars() {
-            if !needs_escape(c) {
-                out.push(c);
-            } else if (c as u32) < 0x100 {
+            if needs_escape(c) {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             } else {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                out.push(c);
             }
         }
         for b in chunk.invalid() {
@@ -80,6 +80,13 @@ mod tests {
     fn plain_names_pass_through_unchanged() {
         let n = "py::Klass.method.<locals>.<lambda>:/srv/app ü.py";
         assert!(matches!(clean(n.as_bytes()), Cow::Borrowed(s) if s == n));
+    }
+
+    #[test]
+    fn every_control_character_fits_one_hex_escape() {
+        let controls: Vec<char> = (0..=0x10ffff).filter_map(char::from_u32).filter(|&c| needs_escape(c)).collect();
+        assert!(controls.iter().all(|&c| (c as u32) < 0x100), "{controls:?}");
+        assert!(controls.contains(&'\u{9f}') && controls.contains(&'\n'));
     }
 
     #[test]

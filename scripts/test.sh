@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what they need, builds the wheel into each test interpreter,
-# then rustfmt and clippy (any finding fails), the Rust tests (cargo test) and the Python tests (pytest, real perf and interpreters).
+# then rustfmt and clippy (any finding fails), the Rust tests (cargo test) and the Python
+# tests (pytest, real perf and interpreters).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 

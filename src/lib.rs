@@ -32,13 +32,15 @@ mod unwind;
 
 pub use arena::{READ_SLACK, StampArena};
 pub use compiler::{CompileError, Target, Template, build_function, compile, target_isa};
-pub use compose::{Backends, Strategy, UnknownName, host_source, open_sink, source_for};
+pub use compose::UnknownName;
+pub use compose::backend::{Backends, open_sink};
+pub use compose::strategy::{Strategy, host_source, source_for};
 pub use isa::Isa;
 pub use jit_each::CompileEach;
 pub use registry::name::{MAX_NAME_BYTES, clean as clean_name};
 pub use registry::stale::process_start;
 pub use registry::{OpenError, OutputKind, OwnedSymbol, Registry, Sink, Symbol, Writers, output_dir};
-pub use slots::{Slot, SlotError, SlotSource};
+pub use slots::{EvalFn, Slot, SlotError, SlotSource, Trampoline};
 pub use unwind::{JitUnwind, eh_frame, endianness, jitdump_unwind};
 
 /// The perf map sink and its line format.
@@ -52,11 +54,3 @@ pub mod jitdump {
     pub use crate::registry::jitdump_format::Header;
     pub use crate::registry::jitdump_read::{Dump, ReadError, Record, parse};
 }
-
-use std::ffi::{c_int, c_void};
-
-/// CPython's frame evaluator: `(tstate, frame, throwflag) -> PyObject*`.
-pub type EvalFn = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> *mut c_void;
-
-/// A trampoline: calls its last argument with the first three, inside its own frame.
-pub type Trampoline = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int, EvalFn) -> *mut c_void;

@@ -1,10 +1,17 @@
 //! Where trampoline addresses come from: the `SlotSource` trait, its slots and its errors.
 //! The two sources are `arena.rs` and `jit_each.rs`; `compose/strategy.rs` picks one.
 
+use std::ffi::{c_int, c_void};
 use std::fmt;
 use std::io;
 
 use crate::compiler::CompileError;
+
+/// CPython's frame evaluator: `(tstate, frame, throwflag) -> PyObject*`.
+pub type EvalFn = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> *mut c_void;
+
+/// A trampoline: calls its last argument with the first three, inside its own frame.
+pub type Trampoline = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int, EvalFn) -> *mut c_void;
 
 /// One trampoline: `size` bytes of code at `addr`, owned by one code object for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,9 +28,9 @@ impl Slot {
     /// # Safety
     /// `self` must come from a [`SlotSource`] whose code is the template of
     /// [`crate::compiler::build_function`] for the host.
-    pub unsafe fn as_fn(self) -> crate::Trampoline {
+    pub unsafe fn as_fn(self) -> Trampoline {
         // SAFETY: per the contract above the address holds that function.
-        unsafe { std::mem::transmute::<usize, crate::Trampoline>(self.addr) }
+        unsafe { std::mem::transmute::<usize, Trampoline>(self.addr) }
     }
 }
 

@@ -7,9 +7,6 @@ pub mod strategy;
 
 use std::fmt;
 
-pub use backend::{Backends, open_sink};
-pub use strategy::{Strategy, host_source, source_for};
-
 /// A name the user gave that is not one of the accepted ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownName {

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use pyo3::ffi::{PyObject, PyTypeObject};
 
-use crate::EvalFn;
+use crate::slots::EvalFn;
 
 pub type GetEvalFn = unsafe extern "C" fn(*mut c_void) -> Option<EvalFn>;
 pub type SetEvalFn = unsafe extern "C" fn(*mut c_void, Option<EvalFn>);

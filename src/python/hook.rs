@@ -9,7 +9,7 @@ use pyo3::types::PyBytes;
 
 use super::hot::HOT;
 use super::{capi, co_extra, code_fields, discover, stack_guard, state};
-use crate::{EvalFn, Trampoline};
+use crate::slots::{EvalFn, Trampoline};
 
 /// co_extra value meaning "this code object runs without a trampoline" (no slot could be
 /// had for it); remembered so the failed attempt is not repeated on every call.

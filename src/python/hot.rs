@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering::Relaxed};
 
 use super::discover::Discovered;
-use crate::EvalFn;
+use crate::slots::EvalFn;
 
 /// Everything the per-call path reads, set before the hook is installed and never torn:
 /// each field is read with one relaxed load and written only with the GIL held.

@@ -16,7 +16,8 @@ mod state;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::compose::{self, Backends, Strategy, backend};
+use crate::compose::backend::{self, Backends};
+use crate::compose::{UnknownName, strategy::Strategy};
 
 /// Executable memory for trampolines unless `activate(max_code_memory=...)` says otherwise:
 /// 256 MiB is 16 million code objects in map mode (16 bytes each), 2.4 million with jitdump.
@@ -52,7 +53,7 @@ fn activate(
     children: Option<bool>,
 ) -> PyResult<()> {
     let backends = Backends::parse(backend).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let strategy: Strategy = strategy.parse().map_err(|e: compose::UnknownName| PyValueError::new_err(e.to_string()))?;
+    let strategy: Strategy = strategy.parse().map_err(|e: UnknownName| PyValueError::new_err(e.to_string()))?;
     if backends.jitdump && strategy == Strategy::CompileEach {
         return Err(PyValueError::new_err(
             "strategy \"compile-each\" cannot keep jitdump address ranges apart; use \"stamp\" with perf_jit",

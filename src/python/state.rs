@@ -19,9 +19,10 @@ use pyo3::prelude::*;
 
 use super::discover::{self, Discovered};
 use super::{children, hot};
-use crate::EvalFn;
+use crate::slots::EvalFn;
 use crate::compiler::{self, CompileError, Target, Template};
-use crate::compose::{Backends, Strategy, open_sink, source_for};
+use crate::compose::backend::{Backends, open_sink};
+use crate::compose::strategy::{Strategy, source_for};
 use crate::registry::{self, OpenError, Registry, Writers};
 use crate::slots::SlotSource;
 

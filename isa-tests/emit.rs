@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::{env, fs};
 
-use perf_trampoline::{READ_SLACK, Target, Template, compile, eh_frame};
+use perf_trampoline::{READ_SLACK, SLOT_ALIGN, Target, Template, compile, eh_frame};
 
 /// Where the harness maps the good copies, and why there (4 KiB pages, as qemu-user has on
 /// this host). Above 4 GiB, a pc_begin cut to 32 bits would name another address. The last
@@ -19,9 +19,9 @@ use perf_trampoline::{READ_SLACK, Target, Template, compile, eh_frame};
 /// a chunk has nothing mapped after it (anything reading past the code faults). All lie below
 /// 2^38, the smallest user address space of the four (riscv64 Sv39).
 fn copy_addresses(code_len: usize) -> [(u64, &'static str); 4] {
-    // The arena's slot stride for this template (src/arena.rs: length rounded up to 16), and
+    // The arena's slot stride for this template (its length rounded up to SLOT_ALIGN), and
     // where it puts the last copy of a one-page chunk: it keeps READ_SLACK bytes free at the end.
-    let stride = (code_len as u64).next_multiple_of(16);
+    let stride = (code_len as u64).next_multiple_of(SLOT_ALIGN as u64);
     let last = (4096 - READ_SLACK as u64) / stride - 1;
     [
         (0x2000_0000, "page start"),

@@ -35,7 +35,7 @@ pub use compiler::{CompileError, Target, Template, build_function, compile, targ
 pub use compose::UnknownName;
 pub use compose::backend::{Backends, open_sink};
 pub use compose::strategy::{Strategy, host_source, source_for};
-pub use isa::Isa;
+pub use isa::{Isa, SLOT_ALIGN};
 pub use jit_each::CompileEach;
 pub use registry::name::{MAX_NAME_BYTES, clean as clean_name};
 pub use registry::stale::process_start;

@@ -12,7 +12,10 @@ pub fn page_size() -> usize {
 
 /// The clock `id` (a `CLOCK_*` constant) as a duration since its epoch.
 fn clock(id: libc::clockid_t) -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: a valid out-pointer; an unknown clock id leaves it zero.
     unsafe { libc::clock_gettime(id, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)

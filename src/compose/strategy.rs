@@ -30,7 +30,11 @@ impl FromStr for Strategy {
         match s {
             "stamp" => Ok(Strategy::Stamp),
             "compile-each" => Ok(Strategy::CompileEach),
-            _ => Err(UnknownName { what: "trampoline strategy", given: s.to_string(), accepted: Strategy::NAMES }),
+            _ => Err(UnknownName {
+                what: "trampoline strategy",
+                given: s.to_string(),
+                accepted: Strategy::NAMES,
+            }),
         }
     }
 }
@@ -56,5 +60,11 @@ pub fn source_for(
 
 /// [`source_for`] with a freshly compiled host template and no stride or budget constraint.
 pub fn host_source(strategy: Strategy) -> Result<Box<dyn SlotSource>, CompileError> {
-    source_for(strategy, &compiler::compile(&Target::Host, false)?, 0, None, 0)
+    source_for(
+        strategy,
+        &compiler::compile(&Target::Host, false)?,
+        0,
+        None,
+        0,
+    )
 }

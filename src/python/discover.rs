@@ -8,8 +8,8 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use super::capi::{self, Api};
-use super::code_fields::{self, Fields};
 use super::co_extra;
+use super::code_fields::{self, Fields};
 use crate::frame_layout::{self, FrameLayout};
 
 /// Everything about this interpreter that activation finds once and never again.
@@ -63,7 +63,11 @@ pub fn find(py: Python<'_>) -> PyResult<&'static Discovered> {
         ));
     }
     let has_qualname = minor >= 11;
-    let name_attr = if has_qualname { "co_qualname" } else { "co_name" };
+    let name_attr = if has_qualname {
+        "co_qualname"
+    } else {
+        "co_name"
+    };
     let found = Discovered {
         api,
         index,

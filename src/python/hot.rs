@@ -46,7 +46,8 @@ pub static HOT: Hot = Hot {
 /// held, before installing the hook.
 pub fn publish(found: &Discovered, target: EvalFn) {
     HOT.guard_stack.store(found.guard_stack, Relaxed);
-    HOT.extra_offset.store(found.extra_offset.unwrap_or(0), Relaxed);
+    HOT.extra_offset
+        .store(found.extra_offset.unwrap_or(0), Relaxed);
     HOT.code_offset.store(found.layout.offset, Relaxed);
     HOT.code_mask.store(found.layout.mask, Relaxed);
     HOT.code_type.store(found.api.code_type as usize, Relaxed);

@@ -19,11 +19,11 @@ use pyo3::prelude::*;
 
 use super::discover::{self, Discovered};
 use super::{children, hot};
-use crate::slots::EvalFn;
 use crate::compiler::{self, CompileError, Target, Template};
 use crate::compose::backend::{Backends, open_sink};
 use crate::compose::strategy::{Strategy, source_for};
 use crate::registry::{self, OpenError, Registry, Writers};
+use crate::slots::EvalFn;
 use crate::slots::SlotSource;
 
 /// What `activate()` asks for, its arguments checked.
@@ -156,8 +156,10 @@ pub fn deactivate(py: Python<'_>) -> PyResult<()> {
         let warnings = py.import("warnings")?;
         warnings.call_method1(
             "warn",
-            ("another frame-evaluation hook was installed after perf_trampoline; \
-              perf_trampoline stays in its chain as a pass-through",),
+            (
+                "another frame-evaluation hook was installed after perf_trampoline; \
+              perf_trampoline stays in its chain as a pass-through",
+            ),
         )?;
     }
     Ok(())
@@ -185,7 +187,12 @@ pub fn snapshot() -> Snapshot {
     let (slots_created, outputs, hook_installed, code_memory) = {
         let s = lock();
         let memory = s.source.as_ref().map_or(0, |s| s.memory_bytes());
-        (s.slots_created, s.registry.paths(), s.hook.is_some(), memory)
+        (
+            s.slots_created,
+            s.registry.paths(),
+            s.hook.is_some(),
+            memory,
+        )
     };
     Snapshot {
         slots_created,
@@ -239,9 +246,10 @@ impl State {
         let pid = std::process::id();
         let writers = self.writers;
         self.registry
-            .select(&req.backends.outputs(&registry::output_dir(), pid), |kind, path| {
-                open_sink(kind, path, pid, template, writers)
-            })
+            .select(
+                &req.backends.outputs(&registry::output_dir(), pid),
+                |kind, path| open_sink(kind, path, pid, template, writers),
+            )
             .map_err(os_error)?;
         if self.source.is_none() || self.stride < stride {
             let near = found.api.default_eval as usize;
@@ -310,7 +318,9 @@ impl State {
         if let Some(source) = self.source.as_mut() {
             source.after_fork();
         }
-        let Some(template) = self.template.as_ref() else { return Messages::default() };
+        let Some(template) = self.template.as_ref() else {
+            return Messages::default();
+        };
         if self.registry.is_empty() {
             return Messages::default();
         }
@@ -338,7 +348,11 @@ impl State {
         let slot = match self.source.as_mut().map(|s| s.next_slot()) {
             Some(Ok(slot)) => {
                 self.slots_created += 1;
-                let sym = registry::Symbol { addr: slot.addr, size: slot.size, name };
+                let sym = registry::Symbol {
+                    addr: slot.addr,
+                    size: slot.size,
+                    name,
+                };
                 messages.0.extend(self.registry.record(&sym));
                 Some(slot.addr)
             }

@@ -41,7 +41,7 @@ pub struct Header {
 }
 
 impl Header {
-    /// Appends the header's [`HEADER_SIZE`] bytes.
+    /// Appends the header: `HEADER_SIZE` bytes.
     pub fn write(&self, b: &mut Vec<u8>) {
         for v in [MAGIC, self.version, HEADER_SIZE, self.elf_mach, 0, self.pid] {
             put_u32(b, v);

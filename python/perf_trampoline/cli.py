@@ -398,7 +398,7 @@ def report(args, prog):
                     missing = [d for d in session.dumps if not os.path.exists(d)]
                     if missing:
                         say("warning: jitdumps gone, their functions stay unnamed: %s" % ", ".join(missing))
-                if not session.dumps and unwound.has_user_stacks(data):
+                if not (session.dumps or session.injected) and unwound.has_user_stacks(data):
                     profile = session.unwind(data, args.native)
                 else:
                     profile = session.read(session.inject(data), args.native)

@@ -31,18 +31,18 @@ impl ElfFile {
     pub fn load(path: &Path) -> Option<ElfFile> {
         let data = std::fs::read(path).ok()?;
         let name = path.file_name().map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy());
-        let mut elf = ElfFile::parse(&name, &data)?;
-        if elf.symbols.is_empty() {
-            // Stripped: its symbols may be in a debug package, found by build id.
-            elf.symbols = separate_debug_symbols(&data).unwrap_or_default();
-        }
-        Some(elf)
+        ElfFile::parse(&name, &data)
     }
 
     pub fn parse(name: &str, data: &[u8]) -> Option<ElfFile> {
         let file = object::File::parse(data).ok()?;
         if file.format() != object::BinaryFormat::Elf {
             return None;
+        }
+        let mut symbols = function_symbols(&file);
+        if file.section_by_name(".symtab").is_none() {
+            // Stripped (only exported functions left): the rest may be in a debug package.
+            symbols.extend(separate_debug_symbols(&file).unwrap_or_default());
         }
         let section = |name: &str| {
             let s = file.section_by_name(name)?;
@@ -66,7 +66,7 @@ impl ElfFile {
             debug_frame: with_data(".debug_frame").map(|(_, d)| d),
             text: section(".text").map(|(r, _)| r),
             got: section(".got").map(|(r, _)| r),
-            symbols: function_symbols(&file),
+            symbols: SymbolTable::new(symbols),
         })
     }
 
@@ -98,20 +98,25 @@ impl ElfFile {
     }
 }
 
-fn function_symbols(file: &object::File<'_>) -> SymbolTable {
-    let entries = file
-        .symbols()
+fn function_symbols(file: &object::File<'_>) -> Vec<(u64, u64, String)> {
+    file.symbols()
         .chain(file.dynamic_symbols())
         .filter(|s| s.kind() == SymbolKind::Text && s.is_definition() && s.address() != 0)
-        .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
-        .collect();
-    SymbolTable::new(entries)
+        .filter_map(|s| Some((s.address(), s.size(), demangle(s.name().ok()?))))
+        .collect()
 }
 
-/// The symbols of the debug file Debian's `-dbgsym` packages (and most distributions)
+/// Rust symbols as perf shows them (`crate::module::function`); others as they are.
+fn demangle(name: &str) -> String {
+    match rustc_demangle::try_demangle(name) {
+        Ok(d) => format!("{d:#}"),
+        Err(_) => name.to_string(),
+    }
+}
+
+/// The functions of the debug file Debian's `-dbgsym` packages (and most distributions)
 /// install as /usr/lib/debug/.build-id/<2 hex digits>/<rest>.debug.
-fn separate_debug_symbols(data: &[u8]) -> Option<SymbolTable> {
-    let file = object::File::parse(data).ok()?;
+fn separate_debug_symbols(file: &object::File<'_>) -> Option<Vec<(u64, u64, String)>> {
     let id = file.build_id().ok()??;
     let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
     let path = format!("/usr/lib/debug/.build-id/{}/{}.debug", hex.get(..2)?, hex.get(2..)?);

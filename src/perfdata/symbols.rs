@@ -34,6 +34,7 @@ impl SymbolTable {
         table
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.starts.is_empty()
     }

@@ -138,17 +138,22 @@ def test_forked_child_is_unwound_and_named(interp, work):
     prog.write_text(FORKING)
     status, stdout, stderr = cli(interp, ["record", "-o", "fork.svg", "--"] + interp.python + [str(prog), "30000000"],
                                  work)
-    for pid in stdout.split():
+    for pid in stdout.splitlines()[0].split():
         remove_leftovers(int(pid))
     assert status == 0, stderr
     stacks = folded_stacks(work / "fork.folded")
     assert share(stacks, lambda s: qualnames(s, str(prog)) == ["<module>", "child_work", "spin"]) >= 0.9
 
 
-def test_report_of_a_file_that_is_not_a_recording(interp, work):
+def test_unwinder_names_a_file_it_cannot_read(work):
+    from perf_trampoline._native import perf_data_has_user_stacks, unwind_perf_data
+
     bogus = work / "bogus.data"
-    bogus.write_bytes(b"PERFILE2" + os.urandom(200))
-    status, stdout, stderr = cli(interp, ["report", str(bogus), "-o", "x.svg"], work)
-    assert status == 2, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) <= 2 and "Traceback" not in stderr and str(bogus) in stderr, stderr
+    bogus.write_bytes(b"PERFILE2" + bytes(range(256)) * 2)
+    for call in (lambda: unwind_perf_data(str(bogus), print), lambda: perf_data_has_user_stacks(str(bogus))):
+        with pytest.raises(ValueError) as e:
+            call()
+        message = str(e.value)
+        assert message.startswith(str(bogus) + ": not a perf.data file") and "\n" not in message, message
+    with pytest.raises(ValueError, match="No such file"):
+        unwind_perf_data(str(work / "missing.data"), print)

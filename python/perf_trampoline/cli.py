@@ -368,8 +368,9 @@ def record(args, prog):
             if samples_from != data:
                 kept.append(_keep(samples_from, session.stem + ".perf.jit.data"))
                 session.jitted = []
-            say("kept %s, and the perf maps, jitdumps and jitted-*.so files it needs: perf report -i %s"
-                % (" and ".join(kept), kept[-1]))
+            # perf's own DWARF unwinder stops at the trampolines (no CFI): ours reads it again.
+            again = ("%s report %s" % (prog, kept[-1]) if mode.name == "unwind" else "perf report -i " + kept[-1])
+            say("kept %s, and the perf maps, jitdumps and jitted-*.so files it needs: %s" % (" and ".join(kept), again))
         return _status_of(returncode)
     finally:
         if not keep_outputs:
@@ -398,7 +399,7 @@ def report(args, prog):
                     missing = [d for d in session.dumps if not os.path.exists(d)]
                     if missing:
                         say("warning: jitdumps gone, their functions stay unnamed: %s" % ", ".join(missing))
-                if not (session.dumps or session.injected) and unwound.has_user_stacks(data):
+                if not (session.dumps or session.injected) and _has_user_stacks(data):
                     profile = session.unwind(data, args.native)
                 else:
                     profile = session.read(session.inject(data), args.native)
@@ -408,6 +409,13 @@ def report(args, prog):
                 return 130
     finally:
         session.close()
+
+
+def _has_user_stacks(data):
+    try:
+        return unwound.has_user_stacks(data)
+    except ValueError as e:
+        raise Failure(str(e))
 
 
 def _parser(prog):

@@ -13,8 +13,8 @@ def has_user_stacks(data):
 
 
 def read(data, native, tick):
-    """(Profile of every sample of ``data``, the unwinder's report: ``pids``, ``jitdumps``,
-    ``notes``, ``samples``, ``with_stack``). ``tick(samples)`` is called now and then."""
+    """(Profile of every sample of ``data``, the unwinder's report: ``pids``, ``notes``,
+    ``samples``). ``tick(samples)`` is called now and then."""
     from ._native import unwind_perf_data
 
     result = unwind_perf_data(data, tick)

@@ -40,12 +40,8 @@ pub struct Unwound {
     /// (thread name, frames innermost first, samples), indices into `names`.
     pub stacks: Vec<(u32, Vec<u32>, u64)>,
     pub samples: u64,
-    /// Samples that carried a copy of the user stack.
-    pub with_stack: u64,
     /// Every process of the recording.
     pub pids: BTreeSet<i32>,
-    /// Jitdumps the processes mapped (their functions are named by `perf inject`, not us).
-    pub jitdumps: BTreeSet<String>,
     /// Things the user should know (perf maps missing or refused).
     pub notes: Vec<String>,
 }
@@ -63,8 +59,13 @@ pub fn has_user_stacks(path: &Path) -> Result<bool, String> {
 
 fn open(path: &Path) -> Result<PerfFileReader<BufReader<File>>, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    PerfFileReader::parse_file(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| format!("{}: not a perf.data file perf-trampoline can read ({e})", path.display()))
+    let reader = PerfFileReader::parse_file(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| format!("{}: not a perf.data file perf-trampoline can read ({e})", path.display()))?;
+    // Built without a zstd decoder (a C library to build for one perf option).
+    if let Ok(Some(_)) = reader.perf_file.compression_info() {
+        return Err(format!("{}: recorded compressed (perf record -z); record it without -z", path.display()));
+    }
+    Ok(reader)
 }
 
 /// Unwinds every sample of the recording at `path`. `tick` is called every few thousand
@@ -152,7 +153,7 @@ impl State {
                 None => Backing::Opaque("[vdso]".into()),
             }
         } else if path.ends_with(b".dump") && base_name(path).starts_with("jit-") {
-            self.out.jitdumps.insert(String::from_utf8_lossy(path).into_owned());
+            // A jitdump's marker mapping, not code: `perf inject` is what names its functions.
             Backing::Opaque(base_name(path).into())
         } else {
             let file = self
@@ -230,7 +231,6 @@ impl State {
         else {
             return; // a kernel thread: no user registers
         };
-        self.out.with_stack += 1;
         let stack = stack.as_slice();
         let stack = &stack[..stack.len().min(*dyn_size as usize)];
         let mut addrs = std::mem::take(&mut self.addrs);

@@ -10,8 +10,8 @@ use crate::perfdata::{self, Error};
 /// Unwinds every sample of the recording at `path` (made with `--call-graph dwarf`).
 /// `tick(samples_so_far)` is called now and then; what it raises (and Ctrl-C) stops the
 /// work. Returns a dict: `names`, `stacks` as `(thread name, frames innermost first,
-/// samples)` with indices into `names`, `samples`, `with_stack`, `pids`, `jitdumps`,
-/// `notes`. Raises `ValueError` when the file is not a perf.data file we can read.
+/// samples)` with indices into `names`, `samples`, `pids` (every process of the recording),
+/// `notes` (perf maps missing or refused, a recording cut short). Raises `ValueError` when the file is not a perf.data file we can read.
 #[pyfunction]
 pub fn unwind_perf_data<'py>(py: Python<'py>, path: PathBuf, tick: Py<PyAny>) -> PyResult<Bound<'py, PyDict>> {
     let unwound = py
@@ -31,9 +31,7 @@ pub fn unwind_perf_data<'py>(py: Python<'py>, path: PathBuf, tick: Py<PyAny>) ->
     d.set_item("names", unwound.names)?;
     d.set_item("stacks", unwound.stacks)?;
     d.set_item("samples", unwound.samples)?;
-    d.set_item("with_stack", unwound.with_stack)?;
     d.set_item("pids", unwound.pids)?;
-    d.set_item("jitdumps", unwound.jitdumps)?;
     d.set_item("notes", unwound.notes)?;
     Ok(d)
 }

@@ -118,7 +118,7 @@ mod tests {
     }
 
     #[test]
-    fn perf_map_refuses_symlinks() {
+    fn perf_map_refuses_symlinks_and_other_users_files() {
         let dir = std::env::temp_dir().join(format!("perfdata-symbols-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let map = dir.join("perf-1.map");
@@ -129,6 +129,12 @@ mod tests {
         let link = dir.join("perf-2.map");
         std::os::unix::fs::symlink(&map, &link).unwrap();
         assert!(read_perf_map(&link).is_err());
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // A map owned by another user (only root can make one for the test): refused.
+            std::os::unix::fs::chown(&map, Some(4242), None).unwrap();
+            assert_eq!(read_perf_map(&map).err().map(|e| e.kind()), Some(io::ErrorKind::PermissionDenied));
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -16,6 +16,8 @@ pub type Bytes = Arc<[u8]>;
 pub struct ElfFile {
     /// The file name without its directory, for frames no symbol covers.
     pub name: String,
+    /// Its GNU build id, to tell whether it is still the file the recording saw.
+    pub build_id: Option<Vec<u8>>,
     /// (file offset, address, size in the file) of each loadable segment.
     segments: Vec<(u64, u64, u64)>,
     eh_frame: Option<(Range<u64>, Bytes)>,
@@ -54,6 +56,7 @@ impl ElfFile {
         let with_data = |name: &str| section(name).and_then(|(r, d)| Some((r, d?)));
         Some(ElfFile {
             name: name.to_string(),
+            build_id: file.build_id().ok().flatten().map(<[u8]>::to_vec),
             segments: file
                 .segments()
                 .map(|s| {

@@ -73,6 +73,13 @@ fn open(path: &Path) -> Result<PerfFileReader<BufReader<File>>, String> {
 pub fn unwind_file<E>(path: &Path, mut tick: impl FnMut(u64) -> Result<(), E>) -> Result<Unwound, Error<E>> {
     let PerfFileReader { mut perf_file, mut record_iter } = open(path).map_err(Error::Read)?;
     let mut state = State::default();
+    // perf writes the build ids of the files its samples hit at the end of the recording.
+    state.build_ids = perf_file
+        .build_ids()
+        .unwrap_or_default()
+        .into_values()
+        .map(|info| (info.path, trim_zeros(&info.build_id).to_vec()))
+        .collect();
     loop {
         let record = match record_iter.next_record(&mut perf_file) {
             Ok(Some(r)) => r,
@@ -116,6 +123,7 @@ struct State {
     processes: HashMap<i32, Process>,
     comms: HashMap<i32, u32>,
     elf_files: HashMap<Vec<u8>, Option<Arc<ElfFile>>>,
+    build_ids: HashMap<Vec<u8>, Vec<u8>>,
     perf_maps: HashMap<i32, Option<SymbolTable>>,
     kernel: Option<SymbolTable>,
     vdso: Option<Option<Arc<ElfFile>>>,
@@ -156,10 +164,23 @@ impl State {
             // A jitdump's marker mapping, not code: `perf inject` is what names its functions.
             Backing::Opaque(base_name(path).into())
         } else {
+            let (recorded, notes) = (self.build_ids.get(path), &mut self.out.notes);
             let file = self
                 .elf_files
                 .entry(path.to_vec())
-                .or_insert_with(|| ElfFile::load(Path::new(std::ffi::OsStr::from_bytes(path))).map(Arc::new))
+                .or_insert_with(|| {
+                    let elf = ElfFile::load(Path::new(std::ffi::OsStr::from_bytes(path)))?;
+                    let now = elf.build_id.as_deref().map(trim_zeros);
+                    if recorded.is_some_and(|r| now.is_some_and(|n| n != r.as_slice())) {
+                        // Rebuilt or upgraded since: its symbols and CFI would be wrong.
+                        notes.push(format!(
+                            "{} changed since the recording (another build id): its frames stay unnamed",
+                            String::from_utf8_lossy(path)
+                        ));
+                        return None;
+                    }
+                    Some(Arc::new(elf))
+                })
                 .clone();
             match file {
                 Some(file) => Backing::Elf(file.clone(), file.bias(start, offset)),
@@ -306,6 +327,12 @@ fn is_anonymous(path: &[u8]) -> bool {
         || path == b"//anon"
         || path == b"[heap]"
         || [&b"/dev/zero"[..], b"/anon_hugepage", b"[stack", b"/SYSV", b"[anon:"].iter().any(|p| path.starts_with(p))
+}
+
+/// A build id without the zeros perf pads it with to 20 bytes.
+fn trim_zeros(id: &[u8]) -> &[u8] {
+    let end = id.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &id[..end]
 }
 
 fn base_name(path: &[u8]) -> String {

@@ -73,8 +73,8 @@ def target_env(mode, environ):
         if env.pop(name, None) is not None:
             notes.append("%s removed from the target's environment (CPython's own switch; "
                          "perf-trampoline replaces it)" % name)
-    if mode.name == "fp" and env.pop("PERF_TRAMPOLINE_DIR", None) is not None:
-        notes.append("PERF_TRAMPOLINE_DIR ignored: perf reads perf maps from /tmp only")
+    if mode.backend == "perf" and env.pop("PERF_TRAMPOLINE_DIR", None) is not None:
+        notes.append("PERF_TRAMPOLINE_DIR ignored: perf maps are read from /tmp only")
     env["PERF_TRAMPOLINE"] = mode.backend
     return env, notes
 

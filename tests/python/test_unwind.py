@@ -57,18 +57,19 @@ def test_native_libraries_sit_under_their_python_callers(interp, work):
         return {"python": share(stacks, lambda s: any(f.startswith("py::") for f in s)),
                 "zlib": share(stacks, lambda s: qualnames(s, str(prog)) == zlib_chain)}
 
-    new = record_folded(interp, work, None, prog, ["3"], native=True)
+    new = record_folded(interp, work, None, prog, ["5"], native=True)
     got = figures(new)
-    # The C functions themselves, named from libz's symbols, under compress_blobs.
-    caller = "py::compress_blobs:%s" % prog
-    assert any("deflate" in stack[stack.index(caller):] for stack in new if caller in stack)
+    # The C functions themselves, named from libz's symbols, under compress_blobs: nearly
+    # every sample inside zlib's deflate() keeps its Python callers.
+    in_deflate = {stack: n for stack, n in new.items() if "deflate" in stack}
+    assert share(in_deflate, lambda s: qualnames(s, str(prog)) == zlib_chain) >= 0.95
     assert got["python"] >= 0.9, got
     figures_line = {"interpreter": interp.name, "unwind": got}
     if interp.perf_version() >= (6, 0):
-        figures_line["dwarf"] = figures(record_folded(interp, work, "dwarf", prog, ["3"], native=True))
+        figures_line["dwarf"] = figures(record_folded(interp, work, "dwarf", prog, ["5"], native=True))
     if interp.has_frame_pointers():
         # What record chose here before: frame pointers stop at libz (built without them).
-        figures_line["fp"] = figures(record_folded(interp, work, "fp", prog, ["3"], native=True))
+        figures_line["fp"] = figures(record_folded(interp, work, "fp", prog, ["5"], native=True))
     note("native_mix", figures_line)
     if "fp" in figures_line:
         assert got["zlib"] >= figures_line["fp"]["zlib"], figures_line

@@ -72,14 +72,16 @@ fn open(path: &Path) -> Result<PerfFileReader<BufReader<File>>, String> {
 /// samples with the count so far; an error from it stops the work and is returned.
 pub fn unwind_file<E>(path: &Path, mut tick: impl FnMut(u64) -> Result<(), E>) -> Result<Unwound, Error<E>> {
     let PerfFileReader { mut perf_file, mut record_iter } = open(path).map_err(Error::Read)?;
-    let mut state = State::default();
-    // perf writes the build ids of the files its samples hit at the end of the recording.
-    state.build_ids = perf_file
-        .build_ids()
-        .unwrap_or_default()
-        .into_values()
-        .map(|info| (info.path, trim_zeros(&info.build_id).to_vec()))
-        .collect();
+    let mut state = State {
+        // perf writes the build ids of the files its samples hit at the end of the recording.
+        build_ids: perf_file
+            .build_ids()
+            .unwrap_or_default()
+            .into_values()
+            .map(|info| (info.path, trim_zeros(&info.build_id).to_vec()))
+            .collect(),
+        ..State::default()
+    };
     loop {
         let record = match record_iter.next_record(&mut perf_file) {
             Ok(Some(r)) => r,
@@ -94,7 +96,7 @@ pub fn unwind_file<E>(path: &Path, mut tick: impl FnMut(u64) -> Result<(), E>) -
         match record.parse() {
             Ok(EventRecord::Sample(s)) => {
                 state.sample(&s);
-                if state.out.samples % 4096 == 0 {
+                if state.out.samples.is_multiple_of(4096) {
                     tick(state.out.samples).map_err(Error::Stopped)?;
                 }
             }

@@ -93,3 +93,27 @@ impl Process {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anon(end: u64, id: u64) -> Mapping {
+        Mapping { end, id, backing: Backing::PerfMap(1) }
+    }
+
+    #[test]
+    fn a_new_mapping_replaces_what_it_overlaps_and_a_fork_keeps_them() {
+        let mut p = Process::default();
+        p.map(0x1000, anon(0x3000, 1));
+        p.map(0x3000, anon(0x4000, 2));
+        assert_eq!(p.find(0x2fff).map(|m| m.id), Some(1));
+        assert_eq!(p.find(0x3000).map(|m| m.id), Some(2));
+        assert!(p.find(0x4000).is_none() && p.find(0xfff).is_none());
+        // Over the end of the first and the start of the second: both are gone.
+        p.map(0x2000, anon(0x3800, 3));
+        assert!(p.find(0x1000).is_none() && p.find(0x3900).is_none());
+        let child = p.fork();
+        assert_eq!(child.find(0x37ff).map(|m| m.id), Some(3));
+    }
+}

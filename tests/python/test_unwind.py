@@ -6,14 +6,12 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
-import time
 
 import pytest
 
 from conftest import ROOT, copy_example
 from test_cli import SEED_CHAIN, busy_program, cli, folded_stacks, qualnames, remove_leftovers
-from test_jitdump import LONG_RUNNING, python_pid
+from test_jitdump import start_long_running
 
 HERE = pathlib.Path(__file__).resolve().parent
 ARTEFACTS = ROOT / "target" / "test-artefacts"
@@ -126,18 +124,8 @@ def test_report_unwinds_a_recording_made_by_hand(interp, work):
 def test_report_of_a_running_program_perf_attached_to(interp, work):
     """perf record -p attaches to a program already running: perf describes its mappings
     (the trampolines' anonymous memory among them) from /proc, and report unwinds it."""
-    (work / "long.py").write_text(LONG_RUNNING)
-    ready, stop = work / "ready", work / "stop"
-    prog = subprocess.Popen(interp.wrap + interp.python + [str(work / "long.py"), str(ready), str(stop)],
-                            env=dict(os.environ, PERF_TRAMPOLINE="perf"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    pid = None
+    prog, stop, pid = start_long_running(interp, work, "perf")
     try:
-        deadline = time.time() + 60
-        while not ready.exists() and time.time() < deadline:
-            time.sleep(0.05)
-        assert ready.exists(), "program never got ready"
-        pid = python_pid(prog.pid, work / "long.py")
         rec = interp.perf(["record", "-F", "999", "--call-graph", "dwarf", "-q", "-p", str(pid),
                            "-o", str(work / "perf.data"), "--", "sleep", "1"], cwd=work)
         assert rec.returncode == 0, rec.stderr.decode()
@@ -150,8 +138,7 @@ def test_report_of_a_running_program_perf_attached_to(interp, work):
     finally:
         stop.touch()
         prog.wait(timeout=120)
-        if pid is not None:
-            pathlib.Path("/tmp/perf-%d.map" % pid).unlink(missing_ok=True)
+        pathlib.Path("/tmp/perf-%d.map" % pid).unlink(missing_ok=True)
 
 
 FORKING = r'''

@@ -42,7 +42,8 @@ pub struct Unwound {
     pub samples: u64,
     /// Every process of the recording.
     pub pids: BTreeSet<i32>,
-    /// Things the user should know (perf maps missing or refused).
+    /// Things the user should know: perf maps missing or refused, files changed since the
+    /// recording, a recording cut short.
     pub notes: Vec<String>,
 }
 

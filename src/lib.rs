@@ -22,6 +22,9 @@ pub mod registry;
 pub mod slots;
 pub mod unwind;
 
+#[cfg(feature = "perf-unwind")]
+pub mod perfdata;
+
 #[cfg(feature = "python")]
 mod python;
 

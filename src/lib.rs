@@ -24,6 +24,11 @@ mod frame_layout;
 mod isa;
 mod jit_each;
 mod os;
+// The unwinder `perf-trampoline record/report` uses through the extension; built without it
+// too (a default feature), so its tests run.
+#[cfg(feature = "perf-unwind")]
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod perfdata;
 #[cfg(feature = "python")]
 mod python;
 mod registry;

@@ -1,6 +1,6 @@
 """What profiling needs from the machine and the target interpreter: the checks behind
 ``perf-trampoline doctor`` and ``record``, each with its fix, and the recording mode they
-lead to (frame pointers or jitdump + DWARF)."""
+lead to (our own unwinding of perf's stack copies, frame pointers, or jitdump + DWARF)."""
 
 import ctypes
 import json
@@ -48,10 +48,23 @@ class Mode:
 
 
 MODES = {
+    # The default: sees native libraries whether or not they or the interpreter keep frame
+    # pointers, with only the perf map, and needs no perf inject (src/perfdata/ unwinds).
+    "unwind": Mode("unwind", "perf", ["--call-graph", "dwarf,STACK"], "perf map + our own unwinding of perf's stack copies"),
     "fp": Mode("fp", "perf", ["-g"], "frame pointers + the perf map"),
     # -k 1: perf inject --jit needs CLOCK_MONOTONIC timestamps to place the jitdump's records.
     "dwarf": Mode("dwarf", "perf_jit", ["-k", "1", "--call-graph", "dwarf,STACK"], "jitdump + DWARF unwinding"),
 }
+
+
+MODE_ADVICE = """\
+  unwind (the default): native libraries under their Python callers on any interpreter; perf
+         copies stacks (bigger recordings), perf-trampoline unwinds them (time grows with samples)
+  fp:    the cheapest recording, and perf report reads it as it is; needs an interpreter built
+         with frame pointers, and stacks stop at native libraries built without them
+  dwarf: perf report on any interpreter, through perf inject --jit (perf 6.0+), which takes
+         minutes when the program has many thousand functions
+"""
 
 
 def target_env(mode, environ):
@@ -62,8 +75,8 @@ def target_env(mode, environ):
         if env.pop(name, None) is not None:
             notes.append("%s removed from the target's environment (CPython's own switch; "
                          "perf-trampoline replaces it)" % name)
-    if mode.name == "fp" and env.pop("PERF_TRAMPOLINE_DIR", None) is not None:
-        notes.append("PERF_TRAMPOLINE_DIR ignored: perf reads perf maps from /tmp only")
+    if mode.backend == "perf" and env.pop("PERF_TRAMPOLINE_DIR", None) is not None:
+        notes.append("PERF_TRAMPOLINE_DIR ignored: perf maps are read from /tmp only")
     env["PERF_TRAMPOLINE"] = mode.backend
     return env, notes
 
@@ -224,15 +237,12 @@ def probe_python(python, environ):
 
 
 def choose_mode(requested, probe):
-    """(Mode, why) for ``--mode requested`` given the target's probe (None: unknown target)."""
+    """(Mode, why) for ``--mode requested``. ``auto`` is ``unwind`` on every interpreter: frame
+    pointers stop at the first native library built without them (Debian's libz, libcrypto),
+    and the jitdump path costs a perf inject per function."""
     if requested != "auto":
         return MODES[requested], "as asked (--mode %s)" % requested
-    if probe is None or "error" in probe:
-        return MODES["dwarf"], ("cannot tell which Python the command runs, and DWARF works with or "
-                                "without frame pointers (--mode fp if it has them)")
-    if probe["frame_pointers"]:
-        return MODES["fp"], "%s was built with frame pointers" % probe["executable"]
-    return MODES["dwarf"], "%s was built without frame pointers" % probe["executable"]
+    return MODES["unwind"], "the default: native libraries and Python frames with or without frame pointers"
 
 
 def support_error(probe):
@@ -263,6 +273,9 @@ def perf_commands(mode, freq, stack_size, command):
     data = "perf.data"
     lines = [["PERF_TRAMPOLINE=" + mode.backend, "perf", "record"] + mode.record_options(freq, stack_size)
              + ["-o", data, "--"] + command]
+    if mode.name == "unwind":
+        lines.append(["perf-trampoline", "report", data, "-o", "flamegraph.svg"])
+        return [" ".join(shlex.quote(w) for w in line) for line in lines]
     if mode.name == "dwarf":
         lines.append(["perf", "inject", "--jit", "-i", data, "-o", "perf.jit.data"])
         data = "perf.jit.data"
@@ -335,14 +348,12 @@ def doctor(python, prog):
                        complaint.splitlines()[:-1][-6:] + permission_help())
 
     if probe["frame_pointers"]:
-        report.add("ok", "%s (%s) has frame pointers: perf record -g walks its stack (fp mode)"
+        report.add("ok", "%s (%s) has frame pointers: --mode fp works too (perf record -g, then perf report)"
                    % (probe["executable"], probe["version"]))
     else:
-        report.add("warn", "%s (%s) was built without frame pointers: record uses jitdump + DWARF "
-                   "unwinding instead (dwarf mode: bigger recordings, slower to process)"
-                   % (probe["executable"], probe["version"]),
-                   ["fix: an interpreter built with -fno-omit-frame-pointer (Debian sid's python3.15, or "
-                    "CPython built with ./configure CFLAGS=-fno-omit-frame-pointer)"])
+        report.add("note", "%s (%s) was built without frame pointers: record's default mode does not need "
+                   "them; for perf report itself use --mode dwarf, not --mode fp"
+                   % (probe["executable"], probe["version"]))
     problem = support_error(probe)
     if problem:
         report.add("FAIL", problem)
@@ -377,8 +388,13 @@ def doctor(python, prog):
     example = [probe["executable"], "app.py"]
     print("\nto profile a program (%s mode: %s):\n  %s record -o flamegraph.svg -- %s"
           % (mode.name, mode.summary, prog, " ".join(shlex.quote(w) for w in example)))
-    print("or by hand, with perf itself:")
+    print("or record by hand and draw it with perf-trampoline:")
     for line in perf_commands(mode, DEFAULT_FREQ, DEFAULT_STACK_SIZE, example):
+        print("  " + line)
+    for_perf = MODES["fp" if probe["frame_pointers"] else "dwarf"]
+    print("\nwhich mode when (record --mode MODE):\n" + MODE_ADVICE)
+    print("for perf report itself (%s mode: %s):" % (for_perf.name, for_perf.summary))
+    for line in perf_commands(for_perf, DEFAULT_FREQ, DEFAULT_STACK_SIZE, example):
         print("  " + line)
     print("\n" + ("healthy" if report.worst == 0 else
                   "works, see the warnings" if report.worst == 1 else "not ready: fix the FAIL lines"))

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from . import checks, leftovers
+from . import checks, leftovers, unwound
 from .stacks import Profile
 
 # Signals that stop a recording (perf then writes what it has) or abort the processing.
@@ -193,6 +193,19 @@ class Session:
         progress.done("%d samples" % profile.samples)
         return profile
 
+    def unwind(self, data, native):
+        """Folds the samples of ``data`` (perf map, ``--call-graph dwarf``) through our unwinder."""
+        progress = Progress("unwinding")
+        try:
+            profile, result = unwound.read(data, native, lambda n: progress.tick("%d samples" % n))
+        except ValueError as e:
+            raise Failure(str(e))
+        self.pids.update(result["pids"])
+        for note in result["notes"]:
+            say("note: " + note)
+        progress.done("%d samples" % profile.samples)
+        return profile
+
     @staticmethod
     def _ticking(lines, progress, profile):
         for n, line in enumerate(lines):
@@ -335,9 +348,13 @@ def record(args, prog):
         try:
             with _on_signals(_interrupt):
                 say("recorded %.1f MB" % (os.path.getsize(data) / 1e6))
-                session.scan(data)
-                samples_from = session.inject(data)
-                session.write(session.read(samples_from, args.native), "%s (%s mode)" % (title, mode.name), args.top)
+                if mode.name == "unwind":
+                    samples_from, profile = data, session.unwind(data, args.native)
+                else:
+                    session.scan(data)
+                    samples_from = session.inject(data)
+                    profile = session.read(samples_from, args.native)
+                session.write(profile, "%s (%s mode)" % (title, mode.name), args.top)
         except (KeyboardInterrupt, Failure) as e:
             # The recording is all there: keep it, and what perf needs to read it, for `report`.
             keep_outputs = True
@@ -352,8 +369,9 @@ def record(args, prog):
             if samples_from != data:
                 kept.append(_keep(samples_from, session.stem + ".perf.jit.data"))
                 session.jitted = []
-            say("kept %s, and the perf maps, jitdumps and jitted-*.so files it needs: perf report -i %s"
-                % (" and ".join(kept), kept[-1]))
+            # perf's own DWARF unwinder stops at the trampolines (no CFI): ours reads it again.
+            again = ("%s report %s" % (prog, kept[-1]) if mode.name == "unwind" else "perf report -i " + kept[-1])
+            say("kept %s, and the perf maps, jitdumps and jitted-*.so files it needs: %s" % (" and ".join(kept), again))
         return _status_of(returncode)
     finally:
         if not keep_outputs:
@@ -382,7 +400,10 @@ def report(args, prog):
                     missing = [d for d in session.dumps if not os.path.exists(d)]
                     if missing:
                         say("warning: jitdumps gone, their functions stay unnamed: %s" % ", ".join(missing))
-                profile = session.read(session.inject(data), args.native)
+                if not (session.dumps or session.injected) and _has_user_stacks(data):
+                    profile = session.unwind(data, args.native)
+                else:
+                    profile = session.read(session.inject(data), args.native)
                 return 0 if session.write(profile, os.path.basename(data), args.top) else 1
             except KeyboardInterrupt:
                 say("interrupted")
@@ -419,6 +440,13 @@ def clean(args, prog):
     return status
 
 
+def _has_user_stacks(data):
+    try:
+        return unwound.has_user_stacks(data)
+    except ValueError as e:
+        raise Failure(str(e))
+
+
 def _parser(prog):
     parser = argparse.ArgumentParser(
         prog=prog, description="Python functions in perf profiles: record a program into a flame graph.")
@@ -436,14 +464,15 @@ def _parser(prog):
     rec = sub.add_parser("record", help="run a command under perf record and draw its flame graph",
                          usage="%(prog)s [options] -- python app.py [args ...]")
     outputs(rec)
-    rec.add_argument("--mode", choices=("auto", "fp", "dwarf"), default="auto",
-                     help="fp: perf record -g with the perf map (needs an interpreter built with frame pointers); "
-                          "dwarf: jitdump + DWARF unwinding (any interpreter); auto (default): fp when the "
-                          "target Python was built with -fno-omit-frame-pointer")
+    rec.add_argument("--mode", choices=("auto", "unwind", "fp", "dwarf"), default="auto",
+                     help="unwind: perf map + --call-graph dwarf, unwound by perf-trampoline (any interpreter, "
+                          "native libraries included); fp: perf record -g with the perf map, for perf report "
+                          "(needs an interpreter built with frame pointers); dwarf: jitdump + perf inject, for "
+                          "perf report on any interpreter; auto (default): unwind")
     rec.add_argument("--freq", type=int, default=checks.DEFAULT_FREQ, metavar="HZ",
                      help="samples per second (default: %d)" % checks.DEFAULT_FREQ)
     rec.add_argument("--stack-size", type=_stack_size, default=checks.DEFAULT_STACK_SIZE, metavar="BYTES",
-                     help="dwarf mode: stack bytes copied per sample (default: %d, about 45 Python calls deep; "
+                     help="unwind and dwarf modes: stack bytes copied per sample (default: %d, about 45 Python calls deep; "
                           "at most %d)" % (checks.DEFAULT_STACK_SIZE, checks.MAX_STACK_SIZE))
     rec.add_argument("--keep", action="store_true",
                      help="keep perf.data (as <output>.perf.data), the perf maps, jitdumps and jitted-*.so files")
@@ -452,7 +481,8 @@ def _parser(prog):
     rep = sub.add_parser("report", help="draw the flame graph of an existing perf.data")
     outputs(rep)
     rep.add_argument("data", nargs="?", default="perf.data", help="the recording (default: perf.data); "
-                     "injected with perf inject --jit when it has jitdumps and is not injected yet")
+                     "injected with perf inject --jit when it has jitdumps and is not injected yet, else "
+                     "unwound by perf-trampoline when made with --call-graph dwarf")
 
     doc = sub.add_parser("doctor", help="check perf, permissions and the interpreter, and print the command to use")
     doc.add_argument("--python", default=sys.executable, help="the interpreter to check (default: this one)")

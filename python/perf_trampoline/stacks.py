@@ -92,14 +92,15 @@ class Profile:
         self.samples = 0
         self.in_python = 0
 
-    def add(self, comm, symbols):
-        """Counts one sample of thread ``comm`` whose frames are ``symbols``, innermost first."""
-        self.samples += 1
+    def add(self, comm, symbols, count=1):
+        """Counts ``count`` samples of thread ``comm`` whose frames are ``symbols``, innermost first."""
+        self.samples += count
         py = [s for s in symbols if s.startswith("py::")]
         if py:
-            self.in_python += 1
-            self.own[py[0]] += 1
-            self.total.update(set(py))
+            self.in_python += count
+            self.own[py[0]] += count
+            for name in set(py):
+                self.total[name] += count
         if self.native:
             shown = symbols
         elif py:
@@ -107,7 +108,7 @@ class Profile:
         else:
             shown = symbols[:1] + ["[no Python frame]"]
         # ";" separates frames in the folded format; C++ and file names may contain it.
-        self.stacks[";".join([comm] + [s.replace(";", ":") for s in reversed(shown)])] += 1
+        self.stacks[";".join([comm] + [s.replace(";", ":") for s in reversed(shown)])] += count
 
     def add_perf_script(self, lines):
         """Counts every sample of ``perf script -F comm,pid,tid,ip,sym,dso`` output."""

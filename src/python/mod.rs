@@ -12,6 +12,7 @@ mod hot;
 mod probe;
 mod stack_guard;
 mod state;
+mod unwind;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -107,6 +108,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flamegraph::flamegraph_svg, m)?)?;
     m.add_function(wrap_pyfunction!(fork::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(fork::_prepare_code, m)?)?;
+    m.add_function(wrap_pyfunction!(unwind::unwind_perf_data, m)?)?;
+    m.add_function(wrap_pyfunction!(unwind::perf_data_has_user_stacks, m)?)?;
     m.add("BACKENDS", backend::NAMES.to_vec())?;
     m.add("STRATEGIES", Strategy::NAMES.to_vec())?;
     Ok(())

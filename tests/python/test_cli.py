@@ -22,8 +22,9 @@ from perf_trampoline.stacks import Profile
 ARTEFACTS = ROOT / "target" / "test-artefacts"
 SEED_CHAIN = ["<module>", "baz", "bar", "foo"]  # outermost first, as in folded stacks
 
-# The two set-ups the README names, and the mode record must pick for each.
-MAIN_MODE = {"host-3.11": "dwarf", "sid-3.15": "fp"}  # perf 6.1, no frame pointers; perf 7.2, with
+# The two set-ups the README names (perf 6.1, no frame pointers; perf 7.2, with), and the
+# mode record must pick for each: the same, our own unwinding.
+MAIN_MODE = {"host-3.11": "unwind", "sid-3.15": "unwind"}
 MAIN = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.name in MAIN_MODE] or [
     pytest.param(None, marks=pytest.mark.skip(reason="host-3.11 / sid-3.15 missing: run scripts/test-interpreters.sh"))]
 
@@ -213,16 +214,20 @@ def test_flame_graph_in_chromium(main_interp, tmp_path_factory):
     assert shot.stat().st_size > 5000
 
 
-def test_record_picks_the_mode_keeps_and_report_gives_the_same_graph(interp, work):
+@pytest.mark.parametrize("mode", ["auto", "older"])
+def test_record_picks_the_mode_keeps_and_report_gives_the_same_graph(interp, work, mode):
+    """The default mode, and the one record chose before it (still there for perf report)."""
+    older = "fp" if interp.has_frame_pointers() else "dwarf"
+    chosen = "unwind" if mode == "auto" else older
     prog = busy_program(work)
     since = now()
-    status, stdout, stderr = cli(interp, ["record", "--keep", "-o", "rec.svg", "--"] + interp.python
-                                 + [prog, "1", "exit"], work)
+    status, stdout, stderr = cli(interp, ["record", "--keep", "-o", "rec.svg"] + (["--mode", older] if mode == "older" else [])
+                                 + ["--"] + interp.python + [prog, "1", "exit"], work)
     pid = int(stdout.split()[0])
     try:
         assert status == 0, stderr
-        dwarf = not interp.has_frame_pointers()
-        assert "perf-trampoline: mode %s " % ("dwarf" if dwarf else "fp") in stderr
+        dwarf = chosen == "dwarf"
+        assert "perf-trampoline: mode %s " % chosen in stderr
         chain = ["<module>", "busy", "spin"]
         if dwarf and interp.perf_version() < (6, 0):
             assert "does not unwind through jitted code" in stderr
@@ -388,16 +393,21 @@ def test_ctrl_c_during_processing_keeps_the_recording_for_report(main_interp, wo
 
 def test_doctor(interp, work):
     status, stdout, stderr = cli(interp, ["doctor"], work)
+    assert status == 0, stdout + stderr
+    assert stdout.rstrip().endswith("healthy")
+    assert "record -o flamegraph.svg -- %s app.py" % interp.python[0] in stdout
+    assert ("PERF_TRAMPOLINE=perf perf record -F 999 --call-graph dwarf,32768 -o perf.data -- %s app.py"
+            % interp.python[0]) in stdout
+    assert "perf-trampoline report perf.data -o flamegraph.svg" in stdout
+    # Which mode when, and the perf report workflow for this interpreter.
+    assert "unwind (the default)" in stdout and "fp: " in stdout and "dwarf: " in stdout
     if interp.has_frame_pointers():
-        assert status == 0, stdout + stderr
-        assert "has frame pointers" in stdout and stdout.rstrip().endswith("healthy")
+        assert "has frame pointers: --mode fp works too" in stdout
         assert "PERF_TRAMPOLINE=perf perf record -F 999 -g -o perf.data -- %s app.py" % interp.python[0] in stdout
     else:
-        assert status == 1, stdout + stderr
-        assert "was built without frame pointers: record uses jitdump + DWARF" in stdout
+        assert "note  %s" % interp.python[0] in stdout and "use --mode dwarf, not --mode fp" in stdout
         assert ("PERF_TRAMPOLINE=perf_jit perf record -F 999 -k 1 --call-graph dwarf,32768 -o perf.data -- %s app.py"
                 % interp.python[0]) in stdout
-    assert "record -o flamegraph.svg -- %s app.py" % interp.python[0] in stdout
     for check in ("perf may record here", "perf_trampoline is importable", "no other frame-evaluation hook",
                   "/tmp can hold the"):
         assert "ok    " + check in stdout

@@ -176,17 +176,8 @@ def test_running_programs_dump_is_readable_by_perf_inject(interp, work):
     """perf attaches to a server-like program for a second and is done with it while the
     program keeps running: perf inject must find every record written so far."""
     require_jit_unwinding(interp)
-    (work / "long.py").write_text(LONG_RUNNING)
-    ready, stop = work / "ready", work / "stop"
-    env = dict(os.environ, PERF_TRAMPOLINE="perf_jit")
-    prog = subprocess.Popen(interp.wrap + interp.python + [str(work / "long.py"), str(ready), str(stop)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    prog, stop, pid = start_long_running(interp, work, "perf_jit")
     try:
-        deadline = time.time() + 60
-        while not ready.exists() and time.time() < deadline:
-            time.sleep(0.05)
-        assert ready.exists(), "program never got ready"
-        pid = python_pid(prog.pid, work / "long.py")
         cache = str(work / "buildid-cache")
         rec = interp.perf(["--buildid-dir", cache, "record", "-F", "999", "-g", "-k", "1", "--call-graph",
                            "dwarf", "-q", "-p", str(pid), "-o", str(work / "perf.data"), "--", "sleep", "1"],
@@ -204,6 +195,27 @@ def test_running_programs_dump_is_readable_by_perf_inject(interp, work):
     finally:
         stop.touch()
         prog.wait(timeout=120)
+
+
+def start_long_running(interp, work, backend):
+    """Starts LONG_RUNNING with PERF_TRAMPOLINE=backend and waits until it is ready: (the
+    process, the file that stops it, the interpreter's pid). The caller touches the stop
+    file and waits for the process."""
+    (work / "long.py").write_text(LONG_RUNNING)
+    ready, stop = work / "ready", work / "stop"
+    prog = subprocess.Popen(interp.wrap + interp.python + [str(work / "long.py"), str(ready), str(stop)],
+                            env=dict(os.environ, PERF_TRAMPOLINE=backend), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while not ready.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), "program never got ready"
+        return prog, stop, python_pid(prog.pid, work / "long.py")
+    except BaseException:
+        stop.touch()
+        prog.wait(timeout=120)
+        raise
 
 
 def python_pid(launcher_pid, script):

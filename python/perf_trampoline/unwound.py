@@ -1,0 +1,25 @@
+"""Recordings made with ``perf record --call-graph dwarf`` and the perf map, folded through
+the extension's own unwinder (src/perfdata/) instead of ``perf script``: no ``perf inject``,
+no jitdump, time that grows with samples rather than with functions."""
+
+from .stacks import Profile
+
+
+def has_user_stacks(data):
+    """Whether the recording at ``data`` copied user stacks; ValueError if it is no perf.data."""
+    from ._native import perf_data_has_user_stacks
+
+    return perf_data_has_user_stacks(data)
+
+
+def read(data, native, tick):
+    """(Profile of every sample of ``data``, the unwinder's report: ``pids``, ``notes``,
+    ``samples``). ``tick(samples)`` is called now and then."""
+    from ._native import unwind_perf_data
+
+    result = unwind_perf_data(data, tick)
+    names = result["names"]
+    profile = Profile(native)
+    for comm, frames, count in result["stacks"]:
+        profile.add(names[comm], [names[i] for i in frames], count)
+    return profile, result

@@ -1,0 +1,344 @@
+//! Our own unwinder over `perf record --call-graph dwarf` recordings: each sample's copied
+//! user stack unwound with framehop (DWARF CFI of the mapped ELF files, frame pointers
+//! through our trampolines), native frames named from ELF symbols, Python frames from the
+//! perf maps, kernel frames from perf's own callchain. No `perf inject`, no jitdump: the
+//! cost grows with samples, not with the number of Python functions.
+
+mod elf;
+mod process;
+mod symbols;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::BufReader;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use framehop::x86_64::CacheX86_64;
+use linux_perf_data::linux_perf_event_reader::{
+    CommOrExecRecord, EventRecord, ForkOrExitRecord, SampleRecord, constants as c,
+};
+use linux_perf_data::linux_perf_event_reader::SampleFormat;
+use linux_perf_data::{PerfFileReader, PerfFileRecord};
+
+use elf::ElfFile;
+use process::{Backing, Mapping, Process};
+use symbols::SymbolTable;
+
+/// Frames kept per sample, as `perf script --max-stack 1024` keeps.
+const MAX_FRAMES: usize = 1024;
+/// perf's callchain context markers are the values from -4095 up (PERF_CONTEXT_MAX).
+const CONTEXT_MAX: u64 = -4095i64 as u64;
+const CONTEXT_KERNEL: u64 = -128i64 as u64;
+
+/// Samples folded by stack, with the names their frames refer to.
+#[derive(Default)]
+pub struct Unwound {
+    /// Every frame name and thread name the stacks use.
+    pub names: Vec<String>,
+    /// (thread name, frames innermost first, samples), indices into `names`.
+    pub stacks: Vec<(u32, Vec<u32>, u64)>,
+    pub samples: u64,
+    /// Every process of the recording.
+    pub pids: BTreeSet<i32>,
+    /// Things the user should know: perf maps missing or refused, files changed since the
+    /// recording, a recording cut short.
+    pub notes: Vec<String>,
+}
+
+/// Whether `path` is a recording whose samples carry user stack copies (made with
+/// `--call-graph dwarf`).
+pub fn has_user_stacks(path: &Path) -> Result<bool, String> {
+    let reader = open(path)?;
+    Ok(reader
+        .perf_file
+        .event_attributes()
+        .iter()
+        .any(|a| a.attributes().sample_format.contains(SampleFormat::STACK_USER)))
+}
+
+fn open(path: &Path) -> Result<PerfFileReader<BufReader<File>>, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let reader = PerfFileReader::parse_file(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| format!("{}: not a perf.data file perf-trampoline can read ({e})", path.display()))?;
+    // Built without a zstd decoder (a C library to build for one perf option).
+    if let Ok(Some(_)) = reader.perf_file.compression_info() {
+        return Err(format!("{}: recorded compressed (perf record -z); record it without -z", path.display()));
+    }
+    Ok(reader)
+}
+
+/// Unwinds every sample of the recording at `path`. `tick` is called every few thousand
+/// samples with the count so far; an error from it stops the work and is returned.
+pub fn unwind_file<E>(path: &Path, mut tick: impl FnMut(u64) -> Result<(), E>) -> Result<Unwound, Error<E>> {
+    let PerfFileReader { mut perf_file, mut record_iter } = open(path).map_err(Error::Read)?;
+    let mut state = State {
+        // perf writes the build ids of the files its samples hit at the end of the recording.
+        build_ids: perf_file
+            .build_ids()
+            .unwrap_or_default()
+            .into_values()
+            .map(|info| (info.path, trim_zeros(&info.build_id).to_vec()))
+            .collect(),
+        ..State::default()
+    };
+    loop {
+        let record = match record_iter.next_record(&mut perf_file) {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => {
+                // A recording cut short (perf killed): keep what came before.
+                state.out.notes.push(format!("{}: stopped reading at a broken record ({e})", path.display()));
+                break;
+            }
+        };
+        let PerfFileRecord::EventRecord { record, .. } = record else { continue };
+        match record.parse() {
+            Ok(EventRecord::Sample(s)) => {
+                state.sample(&s);
+                if state.out.samples.is_multiple_of(4096) {
+                    tick(state.out.samples).map_err(Error::Stopped)?;
+                }
+            }
+            Ok(EventRecord::Mmap2(m)) => {
+                state.mmap(m.pid, m.address, m.length, m.page_offset, m.protection & libc::PROT_EXEC as u32 != 0, &m.path.as_slice())
+            }
+            Ok(EventRecord::Mmap(m)) => state.mmap(m.pid, m.address, m.length, m.page_offset, m.is_executable, &m.path.as_slice()),
+            Ok(EventRecord::Comm(comm)) => state.comm(&comm),
+            Ok(EventRecord::Fork(fork)) => state.fork(&fork),
+            _ => {}
+        }
+    }
+    Ok(state.finish())
+}
+
+#[derive(Debug)]
+pub enum Error<E> {
+    /// The file cannot be read as a perf.data file (the message says why).
+    Read(String),
+    /// `tick` asked to stop.
+    Stopped(E),
+}
+
+#[derive(Default)]
+struct State {
+    processes: HashMap<i32, Process>,
+    comms: HashMap<i32, u32>,
+    elf_files: HashMap<Vec<u8>, Option<Arc<ElfFile>>>,
+    build_ids: HashMap<Vec<u8>, Vec<u8>>,
+    perf_maps: HashMap<i32, Option<SymbolTable>>,
+    kernel: Option<SymbolTable>,
+    vdso: Option<Option<Arc<ElfFile>>>,
+    cache: CacheX86_64,
+    next_mapping: u64,
+    /// Frame names by (mapping id, or pid for unmapped addresses, and address).
+    frame_names: HashMap<(u64, u64), u32>,
+    interned: HashMap<String, u32>,
+    stacks: HashMap<(u32, Vec<u32>), u64>,
+    addrs: Vec<u64>,
+    out: Unwound,
+}
+
+impl State {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.interned.get(name) {
+            return i;
+        }
+        let i = self.out.names.len() as u32;
+        self.out.names.push(name.to_string());
+        self.interned.insert(name.to_string(), i);
+        i
+    }
+
+    fn mmap(&mut self, pid: i32, start: u64, len: u64, offset: u64, exec: bool, path: &[u8]) {
+        if pid == -1 || !exec || len == 0 {
+            return; // the kernel's own, or data
+        }
+        self.out.pids.insert(pid);
+        let backing = if is_anonymous(path) {
+            Backing::PerfMap(pid)
+        } else if path == b"[vdso]" {
+            match self.vdso.get_or_insert_with(|| elf::vdso().map(Arc::new)) {
+                Some(file) => Backing::Elf(file.clone(), file.bias(start, offset)),
+                None => Backing::Opaque("[vdso]".into()),
+            }
+        } else if path.ends_with(b".dump") && base_name(path).starts_with("jit-") {
+            // A jitdump's marker mapping, not code: `perf inject` is what names its functions.
+            Backing::Opaque(base_name(path).into())
+        } else {
+            let (recorded, notes) = (self.build_ids.get(path), &mut self.out.notes);
+            let file = self
+                .elf_files
+                .entry(path.to_vec())
+                .or_insert_with(|| {
+                    let elf = ElfFile::load(Path::new(std::ffi::OsStr::from_bytes(path)))?;
+                    let now = elf.build_id.as_deref().map(trim_zeros);
+                    if recorded.is_some_and(|r| now.is_some_and(|n| n != r.as_slice())) {
+                        // Rebuilt or upgraded since: its symbols and CFI would be wrong.
+                        notes.push(format!(
+                            "{} changed since the recording (another build id): its frames stay unnamed",
+                            String::from_utf8_lossy(path)
+                        ));
+                        return None;
+                    }
+                    Some(Arc::new(elf))
+                })
+                .clone();
+            match file {
+                Some(file) => Backing::Elf(file.clone(), file.bias(start, offset)),
+                None => Backing::Opaque(base_name(path).into()),
+            }
+        };
+        self.next_mapping += 1;
+        let mapping = Mapping { end: start.saturating_add(len), id: self.next_mapping, backing };
+        self.processes.entry(pid).or_default().map(start, mapping);
+    }
+
+    fn comm(&mut self, comm: &CommOrExecRecord<'_>) {
+        self.out.pids.insert(comm.pid);
+        if comm.is_execve {
+            // A new program: nothing of the old address space is left.
+            self.processes.insert(comm.pid, Process::default());
+        }
+        let name = String::from_utf8_lossy(&comm.name.as_slice()).replace(';', ":");
+        let name = self.intern(&name);
+        self.comms.insert(comm.tid, name);
+    }
+
+    fn fork(&mut self, fork: &ForkOrExitRecord) {
+        self.out.pids.insert(fork.pid);
+        if let Some(&comm) = self.comms.get(&fork.ptid) {
+            self.comms.insert(fork.tid, comm);
+        }
+        if fork.pid != fork.ppid {
+            let child = self.processes.get(&fork.ppid).map(Process::fork).unwrap_or_default();
+            self.processes.insert(fork.pid, child);
+        }
+    }
+
+    fn sample(&mut self, s: &SampleRecord<'_>) {
+        let (Some(pid), Some(tid)) = (s.pid, s.tid) else { return };
+        self.out.samples += 1;
+        let comm = match self.comms.get(&tid).or_else(|| self.comms.get(&pid)) {
+            Some(&c) => c,
+            None => self.intern(&format!("[pid {pid}]")),
+        };
+        let mut frames = Vec::new();
+        self.kernel_frames(s, &mut frames);
+        self.user_frames(pid, s, &mut frames);
+        *self.stacks.entry((comm, frames)).or_default() += 1;
+    }
+
+    /// The kernel part of perf's callchain, innermost first.
+    fn kernel_frames(&mut self, s: &SampleRecord<'_>, frames: &mut Vec<u32>) {
+        let Some(chain) = &s.callchain else { return };
+        let mut in_kernel = false;
+        for i in 0..chain.len() {
+            let addr = chain.get(i).expect("index below len");
+            if addr >= CONTEXT_MAX {
+                in_kernel = addr == CONTEXT_KERNEL;
+                continue;
+            }
+            if in_kernel && frames.len() < MAX_FRAMES {
+                let kernel = self.kernel.get_or_insert_with(symbols::read_kallsyms);
+                let name = kernel.lookup(addr).unwrap_or("[kernel]").to_string();
+                frames.push(self.intern(&name));
+            }
+        }
+    }
+
+    fn user_frames(&mut self, pid: i32, s: &SampleRecord<'_>, frames: &mut Vec<u32>) {
+        let (Some(regs), Some((stack, dyn_size))) = (&s.user_regs, &s.user_stack) else { return };
+        let (Some(ip), Some(sp), Some(bp)) =
+            (regs.get(c::PERF_REG_X86_IP), regs.get(c::PERF_REG_X86_SP), regs.get(c::PERF_REG_X86_BP))
+        else {
+            return; // a kernel thread: no user registers
+        };
+        let stack = stack.as_slice();
+        let stack = &stack[..stack.len().min(*dyn_size as usize)];
+        let mut addrs = std::mem::take(&mut self.addrs);
+        addrs.clear();
+        if let Some(process) = self.processes.get(&pid) {
+            process.unwind(&mut self.cache, (ip, sp, bp), stack, MAX_FRAMES - frames.len(), &mut addrs);
+        } else {
+            addrs.push(ip);
+        }
+        for &addr in &addrs {
+            let name = self.name_user_frame(pid, addr);
+            frames.push(name);
+        }
+        self.addrs = addrs;
+    }
+
+    fn name_user_frame(&mut self, pid: i32, addr: u64) -> u32 {
+        let mapping = self.processes.get(&pid).and_then(|p| p.find(addr)).cloned();
+        let key = (mapping.as_ref().map_or(1 << 63 | pid as u32 as u64, |m| m.id), addr);
+        if let Some(&name) = self.frame_names.get(&key) {
+            return name;
+        }
+        let name = match mapping.map(|m| m.backing) {
+            Some(Backing::Elf(file, bias)) => match file.symbols.lookup(addr.wrapping_sub(bias)) {
+                Some(sym) => sym.to_string(),
+                None => format!("[{}]", file.name),
+            },
+            Some(Backing::Opaque(name)) => format!("[{name}]"),
+            // Code a forked child named in its own map may sit in memory its parent mapped.
+            Some(Backing::PerfMap(owner)) => self
+                .perf_map_symbol(owner, addr)
+                .or_else(|| self.perf_map_symbol(pid, addr))
+                .unwrap_or_else(|| "[unknown]".to_string()),
+            None => self.perf_map_symbol(pid, addr).unwrap_or_else(|| "[unknown]".to_string()),
+        };
+        let name = self.intern(&name);
+        self.frame_names.insert(key, name);
+        name
+    }
+
+    fn perf_map_symbol(&mut self, pid: i32, addr: u64) -> Option<String> {
+        let notes = &mut self.out.notes;
+        let table = self.perf_maps.entry(pid).or_insert_with(|| {
+            let path = PathBuf::from(format!("/tmp/perf-{pid}.map"));
+            match symbols::read_perf_map(&path) {
+                Ok(t) => Some(t),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    notes.push(format!("{} ignored: {e}", path.display()));
+                    None
+                }
+            }
+        });
+        table.as_ref()?.lookup(addr).map(str::to_string)
+    }
+
+    fn finish(mut self) -> Unwound {
+        let mut missing: Vec<i32> = self.perf_maps.iter().filter(|(_, t)| t.is_none()).map(|(&p, _)| p).collect();
+        missing.sort_unstable();
+        if !missing.is_empty() {
+            let list: Vec<String> = missing.iter().map(|p| format!("/tmp/perf-{p}.map")).collect();
+            self.out.notes.push(format!("no perf map for some code (its frames stay [unknown]): {}", list.join(", ")));
+        }
+        self.out.stacks = self.stacks.into_iter().map(|((comm, frames), n)| (comm, frames, n)).collect();
+        self.out
+    }
+}
+
+/// perf's rule for memory it names from /tmp/perf-<pid>.map: anonymous memory, and the
+/// few pseudo-files that are not files.
+fn is_anonymous(path: &[u8]) -> bool {
+    path.is_empty()
+        || path == b"//anon"
+        || path == b"[heap]"
+        || [&b"/dev/zero"[..], b"/anon_hugepage", b"[stack", b"/SYSV", b"[anon:"].iter().any(|p| path.starts_with(p))
+}
+
+/// A build id without the zeros perf pads it with to 20 bytes.
+fn trim_zeros(id: &[u8]) -> &[u8] {
+    let end = id.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &id[..end]
+}
+
+fn base_name(path: &[u8]) -> String {
+    let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    String::from_utf8_lossy(name).into_owned()
+}

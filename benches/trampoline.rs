@@ -9,15 +9,15 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
+use criterion::{Criterion, criterion_group};
 
 use perf_trampoline::jitdump::{self, JitDump};
 use perf_trampoline::perf_map::{self, PerfMap};
 use perf_trampoline::{
-    CompileEach, EvalFn, Registry, Sink, SlotSource, StampArena, Symbol, Target, Template, Trampoline, Writers,
-    build_function, compile, target_isa,
+    CompileEach, EvalFn, Registry, Sink, SlotSource, StampArena, Symbol, Target, Template,
+    Trampoline, Writers, build_function, compile, target_isa,
 };
 
 // The hand-written baselines, CPython's template written again: `frame` keeps a frame record
@@ -78,8 +78,18 @@ core::arch::global_asm!(
 );
 
 unsafe extern "C" {
-    fn pt_bench_asm_frame(ts: *mut c_void, f: *mut c_void, throw: c_int, eval: EvalFn) -> *mut c_void;
-    fn pt_bench_asm_noframe(ts: *mut c_void, f: *mut c_void, throw: c_int, eval: EvalFn) -> *mut c_void;
+    fn pt_bench_asm_frame(
+        ts: *mut c_void,
+        f: *mut c_void,
+        throw: c_int,
+        eval: EvalFn,
+    ) -> *mut c_void;
+    fn pt_bench_asm_noframe(
+        ts: *mut c_void,
+        f: *mut c_void,
+        throw: c_int,
+        eval: EvalFn,
+    ) -> *mut c_void;
     static pt_bench_asm_frame_end: u8;
 }
 
@@ -115,7 +125,10 @@ fn copy_near(code: &[u8], near: usize) -> Option<Trampoline> {
     // SAFETY: `mem` is one fresh writable page and `code` is shorter; then it becomes read-execute.
     unsafe {
         std::ptr::copy_nonoverlapping(code.as_ptr(), mem.cast::<u8>(), code.len());
-        assert_eq!(libc::mprotect(mem, page, libc::PROT_READ | libc::PROT_EXEC), 0);
+        assert_eq!(
+            libc::mprotect(mem, page, libc::PROT_READ | libc::PROT_EXEC),
+            0
+        );
         Some(std::mem::transmute::<*mut c_void, Trampoline>(mem))
     }
 }
@@ -175,7 +188,14 @@ fn call_direct() -> *mut c_void {
 #[inline(always)]
 fn call_through(tramp: Trampoline) -> *mut c_void {
     // SAFETY: the trampoline calls `evaluator`, which reads nothing through its pointers.
-    unsafe { black_box(tramp)(black_box(TS), black_box(FRAME), black_box(0), black_box(evaluator as EvalFn)) }
+    unsafe {
+        black_box(tramp)(
+            black_box(TS),
+            black_box(FRAME),
+            black_box(0),
+            black_box(evaluator as EvalFn),
+        )
+    }
 }
 
 fn call_overhead(c: &mut Criterion) {
@@ -220,25 +240,43 @@ fn call_ratios() {
     let per_round = |f: &dyn Fn(usize) -> f64| quartiles((0..ROUNDS).map(f).collect());
     let show = |(lo, mid, hi): (f64, f64, f64)| format!("{mid:.3} ({lo:.2}–{hi:.2})");
     let template = compile(&Target::Host, true).expect("the host template compiles");
-    println!("\nthe stamped template ({} bytes):\n{}", template.code.len(), template.disassembly.unwrap_or_default());
-    println!("call_ratios: {ROUNDS} interleaved rounds of {CALLS} calls; median (25%–75%) of per-round values.");
-    println!("`time` is per call, `added` is time less a direct call's; both relative to a baseline.");
+    println!(
+        "\nthe stamped template ({} bytes):\n{}",
+        template.code.len(),
+        template.disassembly.unwrap_or_default()
+    );
+    println!(
+        "call_ratios: {ROUNDS} interleaved rounds of {CALLS} calls; median (25%–75%) of per-round values."
+    );
+    println!(
+        "`time` is per call, `added` is time less a direct call's; both relative to a baseline."
+    );
     // Baselines: the assembly linked into this binary, and the same bytes copied into an
     // anonymous mapping, which is where CPython puts its copies.
     let baselines = [1, 3];
     print!("{:<18} {:>20}", "alternative", "ns per call");
     for &b in &baselines {
-        print!(" {:>24} {:>24}", format!("time / {}", alternatives[b].0), format!("added / {}'s", alternatives[b].0));
+        print!(
+            " {:>24} {:>24}",
+            format!("time / {}", alternatives[b].0),
+            format!("added / {}'s", alternatives[b].0)
+        );
     }
     println!();
     let direct = &times[0];
     for (i, (name, _)) in alternatives.iter().enumerate() {
         let t = &times[i];
-        print!("{name:<18} {:>20}", show(per_round(&|r| t[r] / f64::from(CALLS) * 1e9)));
+        print!(
+            "{name:<18} {:>20}",
+            show(per_round(&|r| t[r] / f64::from(CALLS) * 1e9))
+        );
         for &b in &baselines {
             let base = &times[b];
             print!(" {:>24}", show(per_round(&|r| t[r] / base[r])));
-            print!(" {:>24}", show(per_round(&|r| (t[r] - direct[r]) / (base[r] - direct[r]))));
+            print!(
+                " {:>24}",
+                show(per_round(&|r| (t[r] - direct[r]) / (base[r] - direct[r])))
+            );
         }
         println!();
     }
@@ -256,9 +294,17 @@ struct Batched {
 impl Batched {
     fn new() -> Batched {
         let isa = target_isa(&Target::Host).unwrap();
-        let module = JITModule::new(JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names()));
+        let module = JITModule::new(JITBuilder::with_isa(
+            isa.clone(),
+            cranelift_module::default_libcall_names(),
+        ));
         let ctx = module.make_context();
-        Batched { module, isa, ctx, count: 0 }
+        Batched {
+            module,
+            isa,
+            ctx,
+            count: 0,
+        }
     }
 
     fn compile(&mut self, batch: u64) -> usize {
@@ -268,14 +314,20 @@ impl Batched {
             self.ctx.func = build_function(&*self.isa);
             let id = self
                 .module
-                .declare_function(&format!("batched_{}", self.count), Linkage::Local, &self.ctx.func.signature)
+                .declare_function(
+                    &format!("batched_{}", self.count),
+                    Linkage::Local,
+                    &self.ctx.func.signature,
+                )
                 .unwrap();
             self.count += 1;
             self.module.define_function(id, &mut self.ctx).unwrap();
             ids.push(id);
         }
         self.module.finalize_definitions().unwrap();
-        ids.iter().map(|id| self.module.get_finalized_function(*id) as usize).sum()
+        ids.iter()
+            .map(|id| self.module.get_finalized_function(*id) as usize)
+            .sum()
     }
 }
 
@@ -327,7 +379,8 @@ fn creation(c: &mut Criterion) {
 }
 
 /// A name as long as a typical `py::<qualname>:<filename>` of an installed package.
-const NAME: &[u8] = b"py::Scheduler.dispatch_packet:/usr/lib/python3/dist-packages/app/scheduler.py";
+const NAME: &[u8] =
+    b"py::Scheduler.dispatch_packet:/usr/lib/python3/dist-packages/app/scheduler.py";
 
 fn scratch_dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("pt-bench-registry-{}", std::process::id()));
@@ -351,12 +404,19 @@ fn registry_cost(c: &mut Criterion) {
     let stride = jitdump::min_stride(&template).unwrap();
     let map_path = dir.join(format!("perf-{pid}.map"));
     let dump_path = dir.join(format!("jit-{pid}.dump"));
-    let open_map = || -> Box<dyn Sink> { Box::new(PerfMap::open(&map_path, Writers::OnlyUs).unwrap()) };
-    let open_dump = || -> Box<dyn Sink> { Box::new(JitDump::open(&dump_path, pid, &template, Writers::OnlyUs).unwrap()) };
+    let open_map =
+        || -> Box<dyn Sink> { Box::new(PerfMap::open(&map_path, Writers::OnlyUs).unwrap()) };
+    let open_dump = || -> Box<dyn Sink> {
+        Box::new(JitDump::open(&dump_path, pid, &template, Writers::OnlyUs).unwrap())
+    };
 
     let mut g = c.benchmark_group("record");
     g.measurement_time(Duration::from_secs(3));
-    for (name, map, dump) in [("perf_map", true, false), ("jitdump", false, true), ("perf_map+jitdump", true, true)] {
+    for (name, map, dump) in [
+        ("perf_map", true, false),
+        ("jitdump", false, true),
+        ("perf_map+jitdump", true, true),
+    ] {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut sinks = Vec::new();
@@ -369,7 +429,11 @@ fn registry_cost(c: &mut Criterion) {
                 let mut registry = Registry::new(sinks);
                 let start = Instant::now();
                 for i in 0..iters as usize {
-                    let sym = Symbol { addr: 0x7f00_0000_0000 + i * stride, size: template.code.len(), name: NAME };
+                    let sym = Symbol {
+                        addr: 0x7f00_0000_0000 + i * stride,
+                        size: template.code.len(),
+                        name: NAME,
+                    };
                     assert!(registry.record(black_box(&sym)).is_empty());
                 }
                 let t = start.elapsed();
@@ -387,7 +451,11 @@ fn registry_cost(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             line.clear();
-            let sym = Symbol { addr: 0x7f00_0000_0000 + i * stride, size: template.code.len(), name: NAME };
+            let sym = Symbol {
+                addr: 0x7f00_0000_0000 + i * stride,
+                size: template.code.len(),
+                name: NAME,
+            };
             perf_map::format_line(&mut line, black_box(&sym));
             black_box(line.len())
         })

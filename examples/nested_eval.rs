@@ -35,7 +35,11 @@ struct Machine {
 ///
 /// # Safety
 /// `state` must point at a live `Machine` no one else uses during the call.
-unsafe extern "C" fn evaluate(state: *mut c_void, frame: *mut c_void, _throw: c_int) -> *mut c_void {
+unsafe extern "C" fn evaluate(
+    state: *mut c_void,
+    frame: *mut c_void,
+    _throw: c_int,
+) -> *mut c_void {
     // SAFETY: `state` is the &mut Machine passed to `call` below, alive for the whole run.
     let m = unsafe { &mut *state.cast::<Machine>() };
     let index = frame as usize;
@@ -44,7 +48,9 @@ unsafe extern "C" fn evaluate(state: *mut c_void, frame: *mut c_void, _throw: c_
             Op::Call(callee) => call(m, callee),
             Op::Spin => {
                 while Instant::now() < m.deadline {
-                    m.spins = std::hint::black_box(m.spins.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    m.spins = std::hint::black_box(
+                        m.spins.wrapping_mul(6364136223846793005).wrapping_add(1),
+                    );
                 }
             }
         }
@@ -66,20 +72,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut source = host_source(Strategy::Stamp)?;
     let map = output_dir().join(format!("perf-{}.map", std::process::id()));
     let mut registry = Registry::new(vec![Box::new(PerfMap::open(&map, Writers::OnlyUs)?)]);
-    let program = [("rs::outer", vec![Op::Call(1)]), ("rs::middle", vec![Op::Call(2)]), ("rs::inner", vec![Op::Spin])];
+    let program = [
+        ("rs::outer", vec![Op::Call(1)]),
+        ("rs::middle", vec![Op::Call(2)]),
+        ("rs::inner", vec![Op::Spin]),
+    ];
     let mut functions = Vec::new();
     for (name, body) in program {
         let slot = source.next_slot()?;
-        if let Some(failure) = registry.record(&Symbol { addr: slot.addr, size: slot.size, name: name.as_bytes() }).pop() {
+        if let Some(failure) = registry
+            .record(&Symbol {
+                addr: slot.addr,
+                size: slot.size,
+                name: name.as_bytes(),
+            })
+            .pop()
+        {
             return Err(failure.into());
         }
         functions.push(Function { name, body, slot });
     }
-    let mut m = Machine { functions, deadline: Instant::now() + Duration::from_secs_f64(seconds), spins: 0 };
+    let mut m = Machine {
+        functions,
+        deadline: Instant::now() + Duration::from_secs_f64(seconds),
+        spins: 0,
+    };
     call(&mut m, 0);
     // Cuts the map's unused room off (perf would skip it, but a clean file is nicer to read).
     registry.close();
     let names: Vec<_> = m.functions.iter().map(|f| f.name).collect();
-    println!("ran {} for {seconds}s ({} spins)", names.join(" -> "), m.spins);
+    println!(
+        "ran {} for {seconds}s ({} spins)",
+        names.join(" -> "),
+        m.spins
+    );
     Ok(())
 }

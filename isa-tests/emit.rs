@@ -175,11 +175,7 @@ fn header(isa: &Isa, t: &Template) -> Result<String, Box<dyn Error>> {
         whys.join(", ")
     )?;
     for (i, &(addr, _)) in copies.iter().enumerate() {
-        c_array(
-            &mut h,
-            &format!("copy_eh_frame_{i}"),
-            &eh_frame(t, addr)?,
-        );
+        c_array(&mut h, &format!("copy_eh_frame_{i}"), &eh_frame(t, addr)?);
     }
     let names: Vec<String> = (0..copies.len())
         .map(|i| format!("copy_eh_frame_{i}"))

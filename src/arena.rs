@@ -51,11 +51,16 @@ impl StampArena {
     /// An arena for `template`, whose copies start `stride` bytes apart (at least the code's
     /// length, rounded up to [`SLOT_ALIGN`] so every copy is well aligned for any ISA we support).
     pub fn new(template: &[u8], min_stride: usize) -> StampArena {
-        let stride = min_stride.max(template.len()).max(1).next_multiple_of(SLOT_ALIGN);
+        let stride = min_stride
+            .max(template.len())
+            .max(1)
+            .next_multiple_of(SLOT_ALIGN);
         StampArena {
             template: template.to_vec(),
             stride,
-            chunk_bytes: DEFAULT_CHUNK_BYTES.max(stride + READ_SLACK).next_multiple_of(page_size()),
+            chunk_bytes: DEFAULT_CHUNK_BYTES
+                .max(stride + READ_SLACK)
+                .next_multiple_of(page_size()),
             budget: None,
             hint: 0,
             chunks: Vec::new(),
@@ -66,7 +71,9 @@ impl StampArena {
 
     /// Sets the chunk size (rounded up to whole pages and to at least one slot).
     pub fn with_chunk_bytes(mut self, bytes: usize) -> StampArena {
-        self.chunk_bytes = bytes.max(self.stride + READ_SLACK).next_multiple_of(page_size());
+        self.chunk_bytes = bytes
+            .max(self.stride + READ_SLACK)
+            .next_multiple_of(page_size());
         self
     }
 
@@ -92,7 +99,6 @@ impl StampArena {
     pub fn stride(&self) -> usize {
         self.stride
     }
-
 
     fn map_chunk(&mut self) -> Result<(), SlotError> {
         let len = self.chunk_bytes;

@@ -43,13 +43,25 @@ pub enum CompileError {
 
 impl CompileError {
     /// Cranelift's error `cause` while `doing` something.
-    pub fn cranelift(doing: &'static str, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> CompileError {
-        CompileError::Cranelift { doing, cause: cause.into() }
+    pub fn cranelift(
+        doing: &'static str,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> CompileError {
+        CompileError::Cranelift {
+            doing,
+            cause: cause.into(),
+        }
     }
 
     /// gimli's error `cause` while `doing` something with unwind sections.
-    pub fn unwind(doing: &'static str, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> CompileError {
-        CompileError::Unwind { doing, cause: cause.into() }
+    pub fn unwind(
+        doing: &'static str,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> CompileError {
+        CompileError::Unwind {
+            doing,
+            cause: cause.into(),
+        }
     }
 }
 
@@ -58,7 +70,11 @@ impl fmt::Display for CompileError {
         match self {
             CompileError::UnsupportedTarget(t) => {
                 let arches: Vec<&str> = Isa::ALL.iter().map(|i| i.triple_name()).collect();
-                write!(f, "unsupported target {t:?}: perf-trampoline builds for {}-unknown-linux-gnu", arches.join("/"))
+                write!(
+                    f,
+                    "unsupported target {t:?}: perf-trampoline builds for {}-unknown-linux-gnu",
+                    arches.join("/")
+                )
             }
             CompileError::Cranelift { doing, cause } => write!(f, "cranelift: {doing}: {cause}"),
             CompileError::Unwind { doing, cause } => write!(f, "unwind info: {doing}: {cause}"),
@@ -70,7 +86,9 @@ impl fmt::Display for CompileError {
 impl std::error::Error for CompileError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            CompileError::Cranelift { cause, .. } | CompileError::Unwind { cause, .. } => Some(&**cause),
+            CompileError::Cranelift { cause, .. } | CompileError::Unwind { cause, .. } => {
+                Some(&**cause)
+            }
             CompileError::UnsupportedTarget(_) | CompileError::UnexpectedCode(_) => None,
         }
     }
@@ -92,7 +110,9 @@ impl Target {
         let t: Triple = triple
             .parse()
             .map_err(|_| CompileError::UnsupportedTarget(triple.to_string()))?;
-        if Isa::of(t.architecture).is_none() || t.operating_system != target_lexicon::OperatingSystem::Linux {
+        if Isa::of(t.architecture).is_none()
+            || t.operating_system != target_lexicon::OperatingSystem::Linux
+        {
             return Err(CompileError::UnsupportedTarget(triple.to_string()));
         }
         Ok(Target::Triple(t))
@@ -124,7 +144,6 @@ impl fmt::Debug for Template {
     }
 }
 
-
 /// Builds the ISA with the settings every trampoline needs: a frame record in every
 /// function and unwind info, whatever the target's defaults are.
 pub fn target_isa(target: &Target) -> Result<OwnedTargetIsa, CompileError> {
@@ -134,7 +153,9 @@ pub fn target_isa(target: &Target) -> Result<OwnedTargetIsa, CompileError> {
         ("unwind_info", "true"),
         ("opt_level", "speed"),
     ] {
-        flags.set(name, value).map_err(|e| CompileError::cranelift("setting a flag", e))?;
+        flags
+            .set(name, value)
+            .map_err(|e| CompileError::cranelift("setting a flag", e))?;
     }
     let builder = match target {
         Target::Host => cranelift_native::builder()
@@ -167,10 +188,8 @@ fn eval_signature(isa: &dyn isa::TargetIsa, with_eval_arg: bool) -> ir::Signatur
 
 /// Writes the trampoline's IR into `func`: call the 4th argument with the first three.
 pub fn build_function(isa: &dyn isa::TargetIsa) -> ir::Function {
-    let mut func = ir::Function::with_name_signature(
-        UserFuncName::user(0, 0),
-        eval_signature(isa, true),
-    );
+    let mut func =
+        ir::Function::with_name_signature(UserFuncName::user(0, 0), eval_signature(isa, true));
     let mut fctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(&mut func, &mut fctx);
     let block = b.create_block();
@@ -196,14 +215,27 @@ pub fn build_function(isa: &dyn isa::TargetIsa) -> ir::Function {
 const RISCV_MV_S0_SP: [u8; 4] = [0x13, 0x04, 0x01, 0x00]; // addi s0, sp, 0
 const RISCV_S0_IS_CFA: [u8; 4] = [0x13, 0x04, 0x01, 0x01]; // addi s0, sp, 16
 
-fn abi_fixups(arch: Isa, code: &mut [u8], disassembly: Option<&mut String>) -> Result<(), CompileError> {
+fn abi_fixups(
+    arch: Isa,
+    code: &mut [u8],
+    disassembly: Option<&mut String>,
+) -> Result<(), CompileError> {
     if arch == Isa::Riscv64 {
-        let at = code.chunks_exact(4).position(|insn| insn == RISCV_MV_S0_SP).ok_or_else(|| {
-            CompileError::UnexpectedCode("riscv64 prologue without `mv s0, sp`; cannot fix its frame pointer".into())
-        })?;
+        let at = code
+            .chunks_exact(4)
+            .position(|insn| insn == RISCV_MV_S0_SP)
+            .ok_or_else(|| {
+                CompileError::UnexpectedCode(
+                    "riscv64 prologue without `mv s0, sp`; cannot fix its frame pointer".into(),
+                )
+            })?;
         code[at * 4..at * 4 + 4].copy_from_slice(&RISCV_S0_IS_CFA);
         if let Some(text) = disassembly {
-            *text = text.replacen("mv fp,sp", "addi fp,sp,16  ; patched: fp = CFA, as the psABI wants", 1);
+            *text = text.replacen(
+                "mv fp,sp",
+                "addi fp,sp,16  ; patched: fp = CFA, as the psABI wants",
+                1,
+            );
         }
     }
     Ok(())
@@ -213,22 +245,33 @@ fn abi_fixups(arch: Isa, code: &mut [u8], disassembly: Option<&mut String>) -> R
 pub fn compile(target: &Target, want_disassembly: bool) -> Result<Template, CompileError> {
     let isa = target_isa(target)?;
     let triple = isa.triple();
-    let arch = Isa::of(triple.architecture).ok_or_else(|| CompileError::UnsupportedTarget(triple.to_string()))?;
+    let arch = Isa::of(triple.architecture)
+        .ok_or_else(|| CompileError::UnsupportedTarget(triple.to_string()))?;
     let mut ctx = cranelift_codegen::Context::for_function(build_function(&*isa));
     ctx.set_disasm(want_disassembly);
     let compiled = ctx
         .compile(&*isa, &mut ControlPlane::default())
         .map_err(|e| CompileError::cranelift("compiling the template", e.inner))?;
     if !compiled.buffer.relocs().is_empty() {
-        return Err(CompileError::UnexpectedCode("template has relocations; it must be position independent".into()));
+        return Err(CompileError::UnexpectedCode(
+            "template has relocations; it must be position independent".into(),
+        ));
     }
     let mut code = compiled.code_buffer().to_vec();
     let mut disassembly = compiled.vcode.clone();
     abi_fixups(arch, &mut code, disassembly.as_mut())?;
-    let call_return_offset = match compiled.buffer.call_sites().map(|c| c.ret_addr).collect::<Vec<_>>()[..] {
+    let call_return_offset = match compiled
+        .buffer
+        .call_sites()
+        .map(|c| c.ret_addr)
+        .collect::<Vec<_>>()[..]
+    {
         [one] => one,
         ref other => {
-            return Err(CompileError::UnexpectedCode(format!("expected exactly one call, found {}", other.len())));
+            return Err(CompileError::UnexpectedCode(format!(
+                "expected exactly one call, found {}",
+                other.len()
+            )));
         }
     };
     let unwind = match compiled
@@ -236,7 +279,11 @@ pub fn compile(target: &Target, want_disassembly: bool) -> Result<Template, Comp
         .map_err(|e| CompileError::cranelift("making unwind info", e))?
     {
         Some(UnwindInfo::SystemV(info)) => info,
-        other => return Err(CompileError::UnexpectedCode(format!("expected SystemV unwind info, got {other:?}"))),
+        other => {
+            return Err(CompileError::UnexpectedCode(format!(
+                "expected SystemV unwind info, got {other:?}"
+            )));
+        }
     };
     Ok(Template {
         code,

@@ -14,11 +14,20 @@ pub fn layout_for(major: u8, minor: u8) -> Option<FrameLayout> {
     match (major, minor) {
         // 3.9, 3.10: a PyFrameObject; f_code follows the var-object header and f_back.
         // 3.11: a _PyInterpreterFrame whose f_code follows f_func, f_globals, f_builtins, f_locals.
-        (3, 9..=11) => Some(FrameLayout { offset: 32, mask: untagged }),
+        (3, 9..=11) => Some(FrameLayout {
+            offset: 32,
+            mask: untagged,
+        }),
         // 3.12: f_code first; 3.13: f_executable (a plain PyObject*) first.
-        (3, 12 | 13) => Some(FrameLayout { offset: 0, mask: untagged }),
+        (3, 12 | 13) => Some(FrameLayout {
+            offset: 0,
+            mask: untagged,
+        }),
         // 3.14+: f_executable is a _PyStackRef; its low bits are tags, objects are 8-aligned.
-        (3, 14 | 15) => Some(FrameLayout { offset: 0, mask: !7 }),
+        (3, 14 | 15) => Some(FrameLayout {
+            offset: 0,
+            mask: !7,
+        }),
         _ => None,
     }
 }

@@ -24,7 +24,10 @@ pub struct CompileEach {
 unsafe impl Send for CompileEach {}
 
 fn jit_err(e: cranelift_module::ModuleError) -> SlotError {
-    SlotError::Compile(CompileError::cranelift("compiling a trampoline with cranelift-jit", e))
+    SlotError::Compile(CompileError::cranelift(
+        "compiling a trampoline with cranelift-jit",
+        e,
+    ))
 }
 
 impl CompileEach {
@@ -62,7 +65,10 @@ impl SlotSource for CompileEach {
         self.module
             .define_function(id, &mut self.ctx)
             .map_err(jit_err)?;
-        let size = self.ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
+        let size = self
+            .ctx
+            .compiled_code()
+            .map_or(0, |c| c.code_buffer().len());
         self.module.finalize_definitions().map_err(jit_err)?;
         let addr = self.module.get_finalized_function(id) as usize;
         self.code_bytes += size;

@@ -44,7 +44,9 @@ pub use isa::{Isa, SLOT_ALIGN};
 pub use jit_each::CompileEach;
 pub use registry::name::{MAX_NAME_BYTES, clean as clean_name};
 pub use registry::stale::process_start;
-pub use registry::{OpenError, OutputKind, OwnedSymbol, Registry, Sink, Symbol, Writers, output_dir};
+pub use registry::{
+    OpenError, OutputKind, OwnedSymbol, Registry, Sink, Symbol, Writers, output_dir,
+};
 pub use slots::{EvalFn, Slot, SlotError, SlotSource, Trampoline};
 pub use unwind::{JitUnwind, eh_frame, endianness, jitdump_unwind};
 

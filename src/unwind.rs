@@ -2,12 +2,12 @@
 //! unwind info: absolute (to register with an unwinder in-process) or laid out for the ELF
 //! image `perf inject --jit` builds around each jitdump `CODE_LOAD`.
 
+use crate::compiler::{CompileError, Template};
+use crate::isa::Isa;
 use gimli::write::{
     Address, CallFrameInstruction, EhFrame, EndianVec, FrameDescriptionEntry, FrameTable, Writer,
 };
 use gimli::{self, Register as R, RunTimeEndian, constants};
-use crate::compiler::{CompileError, Template};
-use crate::isa::Isa;
 
 /// The byte order of the template's ISA (s390x is big-endian).
 pub fn endianness(template: &Template) -> RunTimeEndian {
@@ -23,7 +23,11 @@ fn err(e: gimli::write::Error) -> CompileError {
 
 /// Writes CIE + FDE (+ the zero terminator unwinders look for and gimli does not write).
 /// With `pcrel`, `code_address` is relative to the start of the section.
-fn write_eh_frame(template: &Template, code_address: u64, pcrel: bool) -> Result<(Vec<u8>, usize), CompileError> {
+fn write_eh_frame(
+    template: &Template,
+    code_address: u64,
+    pcrel: bool,
+) -> Result<(Vec<u8>, usize), CompileError> {
     let mut cie = cie(template)?;
     if pcrel {
         cie.fde_address_encoding = constants::DW_EH_PE_pcrel | constants::DW_EH_PE_sdata4;
@@ -32,7 +36,8 @@ fn write_eh_frame(template: &Template, code_address: u64, pcrel: bool) -> Result
     rules.extend(patched_rules(template)?);
     // Address order, as an FDE needs; at equal offsets our corrections come last and win.
     rules.sort_by_key(|(at, _)| *at);
-    let mut fde = FrameDescriptionEntry::new(Address::Constant(code_address), template.code.len() as u32);
+    let mut fde =
+        FrameDescriptionEntry::new(Address::Constant(code_address), template.code.len() as u32);
     for (at, rule) in rules {
         fde.add_instruction(at, rule);
     }
@@ -73,8 +78,13 @@ fn cranelift_rules(template: &Template) -> Result<Vec<(u32, CallFrameInstruction
     let section = read::EhFrame::new(&bytes, endianness(template));
     let bases = read::BaseAddresses::default();
     let bad = |e: gimli::read::Error| CompileError::unwind("reading Cranelift's CFI back", e);
-    let fde = section.fde_for_address(&bases, 0, read::EhFrame::cie_from_offset).map_err(bad)?;
-    let (caf, daf) = (fde.cie().code_alignment_factor(), fde.cie().data_alignment_factor());
+    let fde = section
+        .fde_for_address(&bases, 0, read::EhFrame::cie_from_offset)
+        .map_err(bad)?;
+    let (caf, daf) = (
+        fde.cie().code_alignment_factor(),
+        fde.cie().data_alignment_factor(),
+    );
     let mut at = 0u32;
     let mut rules = Vec::new();
     let mut insts = fde.instructions(&section, &bases);
@@ -88,11 +98,14 @@ fn cranelift_rules(template: &Template) -> Result<Vec<(u32, CallFrameInstruction
             I::DefCfa { register, offset } => CallFrameInstruction::Cfa(register, offset as i32),
             I::DefCfaRegister { register } => CallFrameInstruction::CfaRegister(register),
             I::DefCfaOffset { offset } => CallFrameInstruction::CfaOffset(offset as i32),
-            I::Offset { register, factored_offset } => {
-                CallFrameInstruction::Offset(register, (factored_offset as i64 * daf) as i32)
-            }
+            I::Offset {
+                register,
+                factored_offset,
+            } => CallFrameInstruction::Offset(register, (factored_offset as i64 * daf) as i32),
             other => {
-                return Err(CompileError::UnexpectedCode(format!("unexpected CFI from Cranelift: {other:?}")));
+                return Err(CompileError::UnexpectedCode(format!(
+                    "unexpected CFI from Cranelift: {other:?}"
+                )));
             }
         };
         rules.push((at, rule));
@@ -125,7 +138,13 @@ fn patches(arch: Isa) -> Vec<Patch> {
         Isa::Aarch64 => vec![Patch {
             after_call: true, // ldp x29, x30, [sp], #16; ret
             bytes: &[0xfd, 0x7b, 0xc1, 0xa8, 0xc0, 0x03, 0x5f, 0xd6],
-            rules: || vec![(4, C::Cfa(R(31), 0)), (4, C::SameValue(R(29))), (4, C::SameValue(R(30)))],
+            rules: || {
+                vec![
+                    (4, C::Cfa(R(31), 0)),
+                    (4, C::SameValue(R(29))),
+                    (4, C::SameValue(R(30))),
+                ]
+            },
         }],
         Isa::Riscv64 => vec![
             Patch {
@@ -133,13 +152,17 @@ fn patches(arch: Isa) -> Vec<Patch> {
                 // addi s0, sp, 16: compiler.rs makes s0 the CFA itself.
                 after_call: false,
                 bytes: &[
-                    0x13, 0x01, 0x01, 0xff, 0x23, 0x34, 0x11, 0x00, 0x23, 0x30, 0x81, 0x00, 0x13, 0x04, 0x01, 0x01,
+                    0x13, 0x01, 0x01, 0xff, 0x23, 0x34, 0x11, 0x00, 0x23, 0x30, 0x81, 0x00, 0x13,
+                    0x04, 0x01, 0x01,
                 ],
                 rules: || vec![(4, C::CfaOffset(16)), (16, C::Cfa(R(8), 0))],
             },
             Patch {
                 after_call: true, // ld ra, 8(sp); ld s0, 0(sp); addi sp, sp, 16; ret
-                bytes: &[0x83, 0x30, 0x81, 0x00, 0x03, 0x34, 0x01, 0x00, 0x13, 0x01, 0x01, 0x01, 0x67, 0x80, 0x00, 0x00],
+                bytes: &[
+                    0x83, 0x30, 0x81, 0x00, 0x03, 0x34, 0x01, 0x00, 0x13, 0x01, 0x01, 0x01, 0x67,
+                    0x80, 0x00, 0x00,
+                ],
                 rules: || {
                     vec![
                         (4, C::SameValue(R(1))),
@@ -162,7 +185,11 @@ fn patches(arch: Isa) -> Vec<Patch> {
 fn patched_rules(template: &Template) -> Result<Vec<(u32, CallFrameInstruction)>, CompileError> {
     let mut out = Vec::new();
     for p in patches(template.arch) {
-        let start = if p.after_call { template.call_return_offset } else { 0 } as usize;
+        let start = if p.after_call {
+            template.call_return_offset
+        } else {
+            0
+        } as usize;
         let code = template.code.get(start..start + p.bytes.len());
         if code != Some(p.bytes) {
             return Err(CompileError::UnexpectedCode(format!(
@@ -171,7 +198,11 @@ fn patched_rules(template: &Template) -> Result<Vec<(u32, CallFrameInstruction)>
                 p.bytes
             )));
         }
-        out.extend((p.rules)().into_iter().map(|(at, rule)| (start as u32 + at, rule)));
+        out.extend(
+            (p.rules)()
+                .into_iter()
+                .map(|(at, rule)| (start as u32 + at, rule)),
+        );
     }
     Ok(out)
 }
@@ -206,8 +237,7 @@ pub struct JitUnwind {
 /// to those places, so it is the same for every slot.
 pub fn jitdump_unwind(template: &Template, code_size: u64) -> Result<JitUnwind, CompileError> {
     let text_to_eh_frame = code_size.next_multiple_of(8);
-    let (mut data, fde_offset) =
-        write_eh_frame(template, text_to_eh_frame.wrapping_neg(), true)?;
+    let (mut data, fde_offset) = write_eh_frame(template, text_to_eh_frame.wrapping_neg(), true)?;
     let eh_frame_len = data.len() as i64;
     let mut hdr = EndianVec::new(endianness(template));
     let e = |r: gimli::write::Result<()>| r.map_err(err);

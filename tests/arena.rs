@@ -4,7 +4,9 @@
 use std::ffi::{c_int, c_void};
 use std::sync::Mutex;
 
-use perf_trampoline::{READ_SLACK, Slot, SlotError, SlotSource, StampArena, Strategy, Target, compile, host_source};
+use perf_trampoline::{
+    READ_SLACK, Slot, SlotError, SlotSource, StampArena, Strategy, Target, compile, host_source,
+};
 
 /// What the callee saw last, and the return address it found in its caller's frame record.
 static SEEN: Mutex<Option<(usize, usize, c_int, usize)>> = Mutex::new(None);
@@ -58,7 +60,11 @@ fn check_slot(slot: Slot) {
         (7, 9, i32::MIN),
     ] {
         let (ret, (sa, sb, sc, ra)) = call_through(slot, a, b, c);
-        assert_eq!((sa, sb, sc), (a, b, c), "arguments changed on the way through");
+        assert_eq!(
+            (sa, sb, sc),
+            (a, b, c),
+            "arguments changed on the way through"
+        );
         assert_eq!(ret, a ^ b ^ 0x5a5a, "result changed on the way back");
         assert!(
             (slot.addr..slot.addr + slot.size).contains(&ra),
@@ -75,7 +81,10 @@ fn perms_of(addr: usize) -> String {
         let mut f = line.split_whitespace();
         let range = f.next().unwrap();
         let (lo, hi) = range.split_once('-').unwrap();
-        let (lo, hi) = (usize::from_str_radix(lo, 16).unwrap(), usize::from_str_radix(hi, 16).unwrap());
+        let (lo, hi) = (
+            usize::from_str_radix(lo, 16).unwrap(),
+            usize::from_str_radix(hi, 16).unwrap(),
+        );
         if (lo..hi).contains(&addr) {
             return f.next().unwrap().to_string();
         }
@@ -118,7 +127,9 @@ fn code_is_never_writable_and_executable() {
 fn addresses_are_unique_and_never_reused() {
     let t = compile(&Target::Host, false).unwrap();
     let mut arena = StampArena::new(&t.code, 0).with_chunk_bytes(4096);
-    let addrs: Vec<usize> = (0..10_000).map(|_| arena.next_slot().unwrap().addr).collect();
+    let addrs: Vec<usize> = (0..10_000)
+        .map(|_| arena.next_slot().unwrap().addr)
+        .collect();
     let mut sorted = addrs.clone();
     sorted.sort_unstable();
     sorted.dedup();
@@ -141,7 +152,9 @@ fn stride_honours_the_minimum_asked_for() {
 #[test]
 fn an_exhausted_budget_is_a_clear_error_not_a_crash() {
     let t = compile(&Target::Host, false).unwrap();
-    let mut arena = StampArena::new(&t.code, 0).with_chunk_bytes(4096).with_budget(Some(8192));
+    let mut arena = StampArena::new(&t.code, 0)
+        .with_chunk_bytes(4096)
+        .with_budget(Some(8192));
     let fits = 2 * ((4096 - READ_SLACK) / arena.stride());
     for _ in 0..fits {
         arena.next_slot().unwrap();

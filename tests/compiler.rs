@@ -97,7 +97,11 @@ fn frame_record_is_set_up_before_the_call() {
             at += pos + 1;
         }
         let call = insts.iter().position(|i| i.contains(isa.call)).unwrap();
-        assert!(call >= at, "{}: call before the frame is complete: {insts:#?}", isa.triple);
+        assert!(
+            call >= at,
+            "{}: call before the frame is complete: {insts:#?}",
+            isa.triple
+        );
     }
 }
 
@@ -127,7 +131,9 @@ fn there_is_no_tail_call() {
         let t = template(isa);
         let insts = instructions(&t);
         assert!(
-            !insts.iter().any(|i| i.starts_with(isa.tail_jump) || i.contains("return_call")),
+            !insts
+                .iter()
+                .any(|i| i.starts_with(isa.tail_jump) || i.contains("return_call")),
             "{}: tail jump in {insts:#?}",
             isa.triple
         );
@@ -156,8 +162,15 @@ fn unwind_info_describes_the_frame_at_the_call() {
             .fde_for_address(&bases, call_addr, EhFrame::cie_from_offset)
             .unwrap_or_else(|e| panic!("{}: no FDE covers the call: {e}", isa.triple));
         assert_eq!(fde.initial_address(), base, "{}", isa.triple);
-        assert_eq!(fde.len(), t.code.len() as u64, "{}: FDE must cover exactly the code", isa.triple);
-        let row = fde.unwind_info_for_address(&eh, &bases, &mut ctx, call_addr).unwrap();
+        assert_eq!(
+            fde.len(),
+            t.code.len() as u64,
+            "{}: FDE must cover exactly the code",
+            isa.triple
+        );
+        let row = fde
+            .unwind_info_for_address(&eh, &bases, &mut ctx, call_addr)
+            .unwrap();
         assert_eq!(
             *row.cfa(),
             CfaRule::RegisterAndOffset {
@@ -168,7 +181,12 @@ fn unwind_info_describes_the_frame_at_the_call() {
             isa.triple
         );
         if let Some((fp, off)) = isa.saved_fp {
-            assert_eq!(row.register(gimli::Register(fp)), Some(RegisterRule::Offset(off)), "{}", isa.triple);
+            assert_eq!(
+                row.register(gimli::Register(fp)),
+                Some(RegisterRule::Offset(off)),
+                "{}",
+                isa.triple
+            );
         }
     }
 }

@@ -8,7 +8,12 @@ use std::process::Command;
 fn example_binary() -> PathBuf {
     // target/<profile>/deps/<this test> -> target/<profile>/examples/nested_eval
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join("nested_eval")
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("nested_eval")
 }
 
 /// The names of each sample's frames, innermost first, from `perf script` output.
@@ -29,7 +34,11 @@ fn samples(perf_script: &str) -> Vec<Vec<String>> {
 #[test]
 fn perf_shows_the_example_evaluators_frames_nested() {
     let bin = example_binary();
-    assert!(bin.exists(), "{} missing: cargo test builds examples", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: cargo test builds examples",
+        bin.display()
+    );
     let dir = std::env::temp_dir().join(format!("pt-example-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.join("perf.data");
@@ -41,25 +50,48 @@ fn perf_shows_the_example_evaluators_frames_nested() {
         .arg("1.0")
         .output()
         .expect("perf not found: run scripts/install-deps.sh");
-    assert!(rec.status.success(), "perf record failed: {}", String::from_utf8_lossy(&rec.stderr));
-    let script = Command::new("perf").args(["script", "-i"]).arg(&data).output().unwrap();
-    assert!(script.status.success(), "{}", String::from_utf8_lossy(&script.stderr));
+    assert!(
+        rec.status.success(),
+        "perf record failed: {}",
+        String::from_utf8_lossy(&rec.stderr)
+    );
+    let script = Command::new("perf")
+        .args(["script", "-i"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        script.status.success(),
+        "{}",
+        String::from_utf8_lossy(&script.stderr)
+    );
     let text = String::from_utf8_lossy(&script.stdout);
     let all = samples(&text);
     let chained = all
         .iter()
         .filter(|frames| {
-            let ours: Vec<&str> =
-                frames.iter().map(String::as_str).filter(|f| f.starts_with("rs::")).collect();
+            let ours: Vec<&str> = frames
+                .iter()
+                .map(String::as_str)
+                .filter(|f| f.starts_with("rs::"))
+                .collect();
             ours == ["rs::inner", "rs::middle", "rs::outer"]
         })
         .count();
     // The sample headers read "<comm> <pid> ..."; the example's map is /tmp/perf-<pid>.map.
-    if let Some(pid) = text.lines().find(|l| l.starts_with("nested_eval")).and_then(|l| l.split_whitespace().nth(1)) {
+    if let Some(pid) = text
+        .lines()
+        .find(|l| l.starts_with("nested_eval"))
+        .and_then(|l| l.split_whitespace().nth(1))
+    {
         let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(all.len() >= 200, "too few samples ({}) to judge; perf output:\n{text:.2000}", all.len());
+    assert!(
+        all.len() >= 200,
+        "too few samples ({}) to judge; perf output:\n{text:.2000}",
+        all.len()
+    );
     assert!(
         chained * 10 >= all.len() * 9,
         "{chained} of {} samples show rs::inner < rs::middle < rs::outer\n{text:.3000}",

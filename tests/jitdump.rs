@@ -4,7 +4,9 @@
 
 use gimli::{BaseAddresses, CfaRule, EhFrame, EhFrameHdr, UnwindContext, UnwindSection};
 use perf_trampoline::jitdump::{self, JitDump, Record, SALT_LEN};
-use perf_trampoline::{Sink, Symbol, Target, Template, Writers, compile, endianness, jitdump_unwind};
+use perf_trampoline::{
+    Sink, Symbol, Target, Template, Writers, compile, endianness, jitdump_unwind,
+};
 
 const TRIPLES: &[&str] = &[
     "x86_64-unknown-linux-gnu",
@@ -25,9 +27,16 @@ fn write_dump(t: &Template, tag: &str, names: &[&[u8]]) -> (Vec<u8>, Vec<usize>)
     let path = dir.join("jit-4321.dump");
     let mut dump = JitDump::open(&path, 4321, t, Writers::OnlyUs).unwrap();
     let stride = jitdump::min_stride(t).unwrap();
-    let addrs: Vec<usize> = (0..names.len()).map(|i| 0x7f00_0000_0000 + i * stride).collect();
+    let addrs: Vec<usize> = (0..names.len())
+        .map(|i| 0x7f00_0000_0000 + i * stride)
+        .collect();
     for (name, addr) in names.iter().zip(&addrs) {
-        dump.record(&Symbol { addr: *addr, size: t.code.len(), name }).unwrap();
+        dump.record(&Symbol {
+            addr: *addr,
+            size: t.code.len(),
+            name,
+        })
+        .unwrap();
     }
     dump.close().unwrap();
     let bytes = std::fs::read(&path).unwrap();
@@ -68,18 +77,43 @@ fn every_record_parses_in_order_with_unique_indices_and_salted_code() {
     assert!(matches!(dump.records.last(), Some(Record::Close { .. })));
     let mut codes = Vec::new();
     for (k, r) in loads.iter().enumerate() {
-        let Record::CodeLoad { vma, code_addr, code_index, name, code, pid, .. } = r else { unreachable!() };
-        assert_eq!(*code_index, k as u64, "indices must be unique and increasing");
+        let Record::CodeLoad {
+            vma,
+            code_addr,
+            code_index,
+            name,
+            code,
+            pid,
+            ..
+        } = r
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            *code_index, k as u64,
+            "indices must be unique and increasing"
+        );
         assert_eq!((*vma, *code_addr), (addrs[k] as u64, addrs[k] as u64));
         assert_eq!(*pid, 4321);
-        assert_eq!(&code[..t.code.len()], &t.code[..], "dumped code starts with the real code");
+        assert_eq!(
+            &code[..t.code.len()],
+            &t.code[..],
+            "dumped code starts with the real code"
+        );
         assert_eq!(code.len(), t.code.len() + SALT_LEN);
-        assert!(!name.contains(&b'\n') && std::str::from_utf8(name).is_ok(), "{name:?}");
+        assert!(
+            !name.contains(&b'\n') && std::str::from_utf8(name).is_ok(),
+            "{name:?}"
+        );
         codes.push(code.clone());
     }
     codes.sort();
     codes.dedup();
-    assert_eq!(codes.len(), loads.len(), "two functions have identical code bytes: perf would merge them");
+    assert_eq!(
+        codes.len(),
+        loads.len(),
+        "two functions have identical code bytes: perf would merge them"
+    );
 }
 
 #[test]
@@ -98,10 +132,18 @@ fn unwind_data_finds_the_fde_where_perf_inject_places_it_on_every_isa() {
         let t = compile(&Target::parse(triple).unwrap(), false).unwrap();
         let (bytes, _) = write_dump(&t, triple, &[b"py::f:/a.py"]);
         let dump = jitdump::parse(&bytes).unwrap();
-        let Record::UnwindingInfo { eh_frame_hdr_size, mapped_size, data, .. } = &dump.records[0] else {
+        let Record::UnwindingInfo {
+            eh_frame_hdr_size,
+            mapped_size,
+            data,
+            ..
+        } = &dump.records[0]
+        else {
             panic!("{triple}: first record is not CODE_UNWINDING_INFO")
         };
-        let Record::CodeLoad { code, .. } = &dump.records[1] else { panic!() };
+        let Record::CodeLoad { code, .. } = &dump.records[1] else {
+            panic!()
+        };
         // perf inject: .text at a multiple-of-8 offset, .eh_frame at align8(text + code_size),
         // .eh_frame_hdr right after .eh_frame; we try both text offsets perf has used.
         for text in [0x40u64, 0x80] {
@@ -111,7 +153,9 @@ fn unwind_data_finds_the_fde_where_perf_inject_places_it_on_every_isa() {
             let hdr_at = eh_frame_at + eh.len() as u64;
             assert!(*mapped_size >= data.len() as u64, "{triple}");
             let endian = endianness(&t);
-            let bases = BaseAddresses::default().set_eh_frame(eh_frame_at).set_eh_frame_hdr(hdr_at);
+            let bases = BaseAddresses::default()
+                .set_eh_frame(eh_frame_at)
+                .set_eh_frame_hdr(hdr_at);
             let parsed = EhFrameHdr::new(hdr, endian).parse(&bases, 8).unwrap();
             let table = parsed.table().expect("binary search table");
             let eh_frame = EhFrame::new(eh, endian);
@@ -119,15 +163,32 @@ fn unwind_data_finds_the_fde_where_perf_inject_places_it_on_every_isa() {
             let ret = text + u64::from(t.call_return_offset);
             let fde = table
                 .fde_for_address(&eh_frame, &bases, ret - 1, EhFrame::cie_from_offset)
-                .unwrap_or_else(|e| panic!("{triple} text@{text:#x}: no FDE via eh_frame_hdr: {e}"));
-            assert_eq!(fde.initial_address(), text, "{triple}: FDE must start at the code");
-            assert_eq!(fde.len(), t.code.len() as u64, "{triple}: FDE must cover exactly the code");
-            let row = fde.unwind_info_for_address(&eh_frame, &bases, &mut ctx, ret - 1).unwrap();
-            assert!(matches!(row.cfa(), CfaRule::RegisterAndOffset { .. }), "{triple}");
+                .unwrap_or_else(|e| {
+                    panic!("{triple} text@{text:#x}: no FDE via eh_frame_hdr: {e}")
+                });
+            assert_eq!(
+                fde.initial_address(),
+                text,
+                "{triple}: FDE must start at the code"
+            );
+            assert_eq!(
+                fde.len(),
+                t.code.len() as u64,
+                "{triple}: FDE must cover exactly the code"
+            );
+            let row = fde
+                .unwind_info_for_address(&eh_frame, &bases, &mut ctx, ret - 1)
+                .unwrap();
+            assert!(
+                matches!(row.cfa(), CfaRule::RegisterAndOffset { .. }),
+                "{triple}"
+            );
             // Nothing outside the code: the salt and the gap belong to no FDE.
             let past = text + t.code.len() as u64;
             assert!(
-                table.fde_for_address(&eh_frame, &bases, past, EhFrame::cie_from_offset).is_err(),
+                table
+                    .fde_for_address(&eh_frame, &bases, past, EhFrame::cie_from_offset)
+                    .is_err(),
                 "{triple}: an FDE claims the bytes after the code"
             );
         }
@@ -141,6 +202,9 @@ fn slot_stride_keeps_perfs_synthetic_ranges_apart() {
         let size = jitdump::dumped_code_size(&t);
         let u = jitdump_unwind(&t, size).unwrap();
         let stride = jitdump::min_stride(&t).unwrap() as u64;
-        assert!(stride >= size.next_multiple_of(8) + u.mapped_size, "{triple}");
+        assert!(
+            stride >= size.next_multiple_of(8) + u.mapped_size,
+            "{triple}"
+        );
     }
 }

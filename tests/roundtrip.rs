@@ -3,7 +3,9 @@
 
 use perf_trampoline::jitdump::{self, JitDump, Record, SALT_LEN};
 use perf_trampoline::perf_map::PerfMap;
-use perf_trampoline::{MAX_NAME_BYTES, Sink, Symbol, Target, Writers, clean_name as clean, compile};
+use perf_trampoline::{
+    MAX_NAME_BYTES, Sink, Symbol, Target, Writers, clean_name as clean, compile,
+};
 use proptest::prelude::*;
 
 fn names() -> impl Strategy<Value = Vec<u8>> {

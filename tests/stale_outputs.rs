@@ -32,7 +32,11 @@ fn plant(path: &Path, bytes: &[u8], how_old: Duration) {
 }
 
 fn ours() -> Symbol<'static> {
-    Symbol { addr: 0x7f00_0000_0000, size: 16, name: b"py::ours:/new.py" }
+    Symbol {
+        addr: 0x7f00_0000_0000,
+        size: 16,
+        name: b"py::ours:/new.py",
+    }
 }
 
 fn map_after_one_record(path: &Path, writers: Writers) -> String {
@@ -46,8 +50,15 @@ fn map_after_one_record(path: &Path, writers: Writers) -> String {
 fn a_dead_processs_map_is_started_over() {
     let dir = tmpdir("dead");
     let path = dir.join("perf-1.map");
-    plant(&path, DEAD_LINE.repeat(100).as_bytes(), Duration::from_secs(3600));
-    assert_eq!(map_after_one_record(&path, Writers::OnlyUs), "7f0000000000 10 py::ours:/new.py\n");
+    plant(
+        &path,
+        DEAD_LINE.repeat(100).as_bytes(),
+        Duration::from_secs(3600),
+    );
+    assert_eq!(
+        map_after_one_record(&path, Writers::OnlyUs),
+        "7f0000000000 10 py::ours:/new.py\n"
+    );
 }
 
 #[test]
@@ -56,7 +67,10 @@ fn a_map_written_since_this_process_began_is_added_to() {
     let path = dir.join("perf-1.map");
     std::fs::write(&path, "10 10 py::before_exec:/a.py\n").unwrap();
     let text = map_after_one_record(&path, Writers::OnlyUs);
-    assert_eq!(text, "10 10 py::before_exec:/a.py\n7f0000000000 10 py::ours:/new.py\n");
+    assert_eq!(
+        text,
+        "10 10 py::before_exec:/a.py\n7f0000000000 10 py::ours:/new.py\n"
+    );
 }
 
 #[test]
@@ -65,7 +79,10 @@ fn with_cpythons_trampoline_writing_too_an_old_map_is_kept() {
     let path = dir.join("perf-1.map");
     plant(&path, DEAD_LINE.as_bytes(), Duration::from_secs(3600));
     let text = map_after_one_record(&path, Writers::WithCpython);
-    assert_eq!(text, format!("{DEAD_LINE}7f0000000000 10 py::ours:/new.py\n"));
+    assert_eq!(
+        text,
+        format!("{DEAD_LINE}7f0000000000 10 py::ours:/new.py\n")
+    );
 }
 
 #[test]
@@ -75,7 +92,9 @@ fn a_fifo_is_refused() {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a valid path string.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let err = PerfMap::open(&path, Writers::OnlyUs).err().expect("a FIFO is no output file");
+    let err = PerfMap::open(&path, Writers::OnlyUs)
+        .err()
+        .expect("a FIFO is no output file");
     assert!(err.to_string().contains("not a regular file"), "{err}");
 }
 
@@ -91,11 +110,16 @@ fn another_users_old_map_is_left_alone() {
     plant(&path, DEAD_LINE.as_bytes(), Duration::from_secs(3600));
     std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
     let before = std::fs::metadata(&path).unwrap();
-    let err = PerfMap::open(&path, Writers::OnlyUs).err().expect("not ours");
+    let err = PerfMap::open(&path, Writers::OnlyUs)
+        .err()
+        .expect("not ours");
     assert!(err.to_string().contains("belongs to uid 65534"), "{err}");
     let after = std::fs::metadata(&path).unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), DEAD_LINE);
-    assert_eq!((after.mtime_nsec(), after.mtime(), after.uid()), (before.mtime_nsec(), before.mtime(), 65534));
+    assert_eq!(
+        (after.mtime_nsec(), after.mtime(), after.uid()),
+        (before.mtime_nsec(), before.mtime(), 65534)
+    );
 }
 
 fn load_names_and_indices(path: &Path) -> (usize, Vec<(Vec<u8>, u64)>) {
@@ -105,7 +129,9 @@ fn load_names_and_indices(path: &Path) -> (usize, Vec<(Vec<u8>, u64)>) {
         .records
         .into_iter()
         .filter_map(|r| match r {
-            Record::CodeLoad { name, code_index, .. } => Some((name, code_index)),
+            Record::CodeLoad {
+                name, code_index, ..
+            } => Some((name, code_index)),
             _ => None,
         })
         .collect();
@@ -131,19 +157,28 @@ fn a_dead_processs_dump_is_started_over() {
     dump_of(&path, &[b"py::dead:/old.py"], true);
     age(&path, Duration::from_secs(3600));
     dump_of(&path, &[b"py::ours:/new.py"], true);
-    assert_eq!(load_names_and_indices(&path), (0, vec![(b"py::ours:/new.py".to_vec(), 0)]));
+    assert_eq!(
+        load_names_and_indices(&path),
+        (0, vec![(b"py::ours:/new.py".to_vec(), 0)])
+    );
 }
 
 #[test]
 fn a_dump_this_process_wrote_before_an_exec_goes_on_after_its_last_record() {
     let path = tmpdir("dump-exec").join("jit-7.dump");
     dump_of(&path, &[b"py::a:/a.py", b"py::b:/a.py"], false);
-    assert!(load_names_and_indices(&path).0 > 0, "the room should still be there");
+    assert!(
+        load_names_and_indices(&path).0 > 0,
+        "the room should still be there"
+    );
     dump_of(&path, &[b"py::ours:/new.py"], true);
     let (trailing, loads) = load_names_and_indices(&path);
     assert_eq!(trailing, 0);
-    let expected: Vec<(Vec<u8>, u64)> =
-        vec![(b"py::a:/a.py".to_vec(), 0), (b"py::b:/a.py".to_vec(), 1), (b"py::ours:/new.py".to_vec(), 2)];
+    let expected: Vec<(Vec<u8>, u64)> = vec![
+        (b"py::a:/a.py".to_vec(), 0),
+        (b"py::b:/a.py".to_vec(), 1),
+        (b"py::ours:/new.py".to_vec(), 2),
+    ];
     assert_eq!(loads, expected);
 }
 
@@ -152,9 +187,14 @@ fn a_recent_dump_of_another_process_is_refused() {
     let t = compile(&Target::Host, false).unwrap();
     let dir = tmpdir("dump-other");
     let path = dir.join("jit-7.dump");
-    JitDump::open(&path, 8, &t, Writers::OnlyUs).unwrap().close().unwrap();
+    JitDump::open(&path, 8, &t, Writers::OnlyUs)
+        .unwrap()
+        .close()
+        .unwrap();
     let before = std::fs::read(&path).unwrap();
-    let err = JitDump::open(&path, 7, &t, Writers::OnlyUs).err().expect("another process's dump");
+    let err = JitDump::open(&path, 7, &t, Writers::OnlyUs)
+        .err()
+        .expect("another process's dump");
     assert!(err.to_string().contains("the dump of process 8"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }

@@ -64,7 +64,12 @@ fn riscv64(insn: &str, ops: &str, s: &mut State) {
         ("addi", "sp,sp,16") => s.sp_to_cfa -= 16,
         ("addi", "s0,sp,16") => s.fp_to_cfa = Some(s.sp_to_cfa - 16),
         ("ld", "s0,0(sp)") => s.fp_to_cfa = None,
-        ("sd", _) | ("ld", "ra,8(sp)") | ("slli", _) | ("srai", _) | ("jalr", "ra,0(a3)") | ("jalr", "zero,0(ra)") => {}
+        ("sd", _)
+        | ("ld", "ra,8(sp)")
+        | ("slli", _)
+        | ("srai", _)
+        | ("jalr", "ra,0(a3)")
+        | ("jalr", "zero,0(ra)") => {}
         _ => unknown(insn, ops),
     }
 }
@@ -74,16 +79,49 @@ fn s390x(insn: &str, ops: &str, s: &mut State) {
         ("aghi", "%r15,-160") => s.sp_to_cfa += 160,
         // Restores r15 (the stack pointer) saved at entry: CFA - SP is the entry value again.
         ("lmg", "%r14,%r15,272(%r15)") => s.sp_to_cfa -= 160,
-        ("stmg", _) | ("lgr", "%r1,%r15") | ("stg", "%r1,0(%r15)") | ("lgfr", _) | ("basr", _) | ("br", "%r14") => {}
+        ("stmg", _)
+        | ("lgr", "%r1,%r15")
+        | ("stg", "%r1,0(%r15)")
+        | ("lgfr", _)
+        | ("basr", _)
+        | ("br", "%r14") => {}
         _ => unknown(insn, ops),
     }
 }
 
 const MODELS: &[Model] = &[
-    Model { triple: "x86_64-unknown-linux-gnu", objdump_machine: &["-m", "i386:x86-64"], sp: 7, fp: 6, entry: 8, step: x86_64 },
-    Model { triple: "aarch64-unknown-linux-gnu", objdump_machine: &["-m", "aarch64"], sp: 31, fp: 29, entry: 0, step: aarch64 },
-    Model { triple: "riscv64gc-unknown-linux-gnu", objdump_machine: &["-m", "riscv:rv64"], sp: 2, fp: 8, entry: 0, step: riscv64 },
-    Model { triple: "s390x-unknown-linux-gnu", objdump_machine: &["-m", "s390:64-bit", "-EB"], sp: 15, fp: 11, entry: 160, step: s390x },
+    Model {
+        triple: "x86_64-unknown-linux-gnu",
+        objdump_machine: &["-m", "i386:x86-64"],
+        sp: 7,
+        fp: 6,
+        entry: 8,
+        step: x86_64,
+    },
+    Model {
+        triple: "aarch64-unknown-linux-gnu",
+        objdump_machine: &["-m", "aarch64"],
+        sp: 31,
+        fp: 29,
+        entry: 0,
+        step: aarch64,
+    },
+    Model {
+        triple: "riscv64gc-unknown-linux-gnu",
+        objdump_machine: &["-m", "riscv:rv64"],
+        sp: 2,
+        fp: 8,
+        entry: 0,
+        step: riscv64,
+    },
+    Model {
+        triple: "s390x-unknown-linux-gnu",
+        objdump_machine: &["-m", "s390:64-bit", "-EB"],
+        sp: 15,
+        fp: 11,
+        entry: 160,
+        step: s390x,
+    },
 ];
 
 /// (offset, mnemonic, operands) of each instruction, decoded by objdump.
@@ -91,13 +129,24 @@ fn disassemble(code: &[u8], machine: &[&str], tag: &str) -> Vec<(u64, String, St
     let path = std::env::temp_dir().join(format!("pt-unwind-{tag}-{}.bin", std::process::id()));
     std::fs::write(&path, code).unwrap();
     let out = Command::new("objdump")
-        .args(["-D", "-b", "binary", "--no-show-raw-insn", "-M", "no-aliases"])
+        .args([
+            "-D",
+            "-b",
+            "binary",
+            "--no-show-raw-insn",
+            "-M",
+            "no-aliases",
+        ])
         .args(machine)
         .arg(&path)
         .output()
         .expect("objdump not found: run scripts/install-deps.sh (binutils-multiarch)");
     let _ = std::fs::remove_file(&path);
-    assert!(out.status.success(), "objdump: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "objdump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     text.lines()
         .filter_map(|l| {
@@ -105,7 +154,11 @@ fn disassemble(code: &[u8], machine: &[&str], tag: &str) -> Vec<(u64, String, St
             let off = u64::from_str_radix(off, 16).ok()?;
             let rest = rest.trim();
             let (insn, ops) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-            Some((off, insn.to_string(), ops.trim().replace(", ", ",").to_string()))
+            Some((
+                off,
+                insn.to_string(),
+                ops.trim().replace(", ", ",").to_string(),
+            ))
         })
         .collect()
 }
@@ -120,15 +173,22 @@ fn cfa_rule_matches_the_code_at_every_instruction_boundary() {
         let bytes = eh_frame(&t, base).unwrap();
         let eh = EhFrame::new(&bytes, endianness(&t));
         let bases = BaseAddresses::default();
-        let fde = eh.fde_for_address(&bases, base, EhFrame::cie_from_offset).unwrap();
+        let fde = eh
+            .fde_for_address(&bases, base, EhFrame::cie_from_offset)
+            .unwrap();
         let mut ctx = UnwindContext::new();
-        let mut s = State { sp_to_cfa: m.entry, fp_to_cfa: None };
+        let mut s = State {
+            sp_to_cfa: m.entry,
+            fp_to_cfa: None,
+        };
         for (off, insn, ops) in &insts {
             let want = match s.fp_to_cfa {
                 Some(d) => (m.fp, d),
                 None => (m.sp, s.sp_to_cfa),
             };
-            let row = fde.unwind_info_for_address(&eh, &bases, &mut ctx, base + off).unwrap();
+            let row = fde
+                .unwind_info_for_address(&eh, &bases, &mut ctx, base + off)
+                .unwrap();
             let CfaRule::RegisterAndOffset { register, offset } = *row.cfa() else {
                 panic!("{}: CFA expression at {off:#x}", m.triple)
             };
@@ -140,6 +200,10 @@ fn cfa_rule_matches_the_code_at_every_instruction_boundary() {
             );
             (m.step)(insn, ops, &mut s);
         }
-        assert_eq!(s.sp_to_cfa, m.entry, "{}: the model did not return to the entry state", m.triple);
+        assert_eq!(
+            s.sp_to_cfa, m.entry,
+            "{}: the model did not return to the entry state",
+            m.triple
+        );
     }
 }

@@ -23,12 +23,21 @@ pub const NAMES: &[&str] = &["perf", "perf_jit", "perf,perf_jit"];
 impl Backends {
     /// Parses `perf`, `perf_jit`, or a comma-separated list of them (both at once).
     pub fn parse(s: &str) -> Result<Backends, UnknownName> {
-        let mut b = Backends { perf_map: false, jitdump: false };
+        let mut b = Backends {
+            perf_map: false,
+            jitdump: false,
+        };
         for part in s.split(',') {
             match part.trim() {
                 "perf" => b.perf_map = true,
                 "perf_jit" => b.jitdump = true,
-                _ => return Err(UnknownName { what: "backend", given: s.to_string(), accepted: NAMES }),
+                _ => {
+                    return Err(UnknownName {
+                        what: "backend",
+                        given: s.to_string(),
+                        accepted: NAMES,
+                    });
+                }
             }
         }
         Ok(b)
@@ -36,13 +45,24 @@ impl Backends {
 
     /// The smallest slot stride these outputs need for `template`.
     pub fn min_stride(self, template: &Template) -> Result<usize, CompileError> {
-        if self.jitdump { jitdump::min_stride(template) } else { Ok(0) }
+        if self.jitdump {
+            jitdump::min_stride(template)
+        } else {
+            Ok(0)
+        }
     }
 
     /// The kind and path of each output for process `pid` in `dir`.
     pub fn outputs(self, dir: &Path, pid: u32) -> Vec<(OutputKind, PathBuf)> {
-        let kinds = [(self.perf_map, OutputKind::PerfMap), (self.jitdump, OutputKind::JitDump)];
-        kinds.into_iter().filter(|(on, _)| *on).map(|(_, k)| (k, k.path(dir, pid))).collect()
+        let kinds = [
+            (self.perf_map, OutputKind::PerfMap),
+            (self.jitdump, OutputKind::JitDump),
+        ];
+        kinds
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, k)| (k, k.path(dir, pid)))
+            .collect()
     }
 }
 
@@ -69,10 +89,22 @@ mod tests {
         for n in NAMES {
             assert!(Backends::parse(n).is_ok(), "{n}");
         }
-        assert_eq!(Backends::parse("perf_jit,perf"), Backends::parse("perf,perf_jit"));
-        assert_eq!(Backends::parse("perf,perf_jit").unwrap(), Backends { perf_map: true, jitdump: true });
+        assert_eq!(
+            Backends::parse("perf_jit,perf"),
+            Backends::parse("perf,perf_jit")
+        );
+        assert_eq!(
+            Backends::parse("perf,perf_jit").unwrap(),
+            Backends {
+                perf_map: true,
+                jitdump: true
+            }
+        );
         let e = Backends::parse("perff").unwrap_err().to_string();
-        assert!(e.contains("\"perff\"") && e.contains("accepted: perf, perf_jit, perf,perf_jit"), "{e}");
+        assert!(
+            e.contains("\"perff\"") && e.contains("accepted: perf, perf_jit, perf,perf_jit"),
+            "{e}"
+        );
         for bad in ["", ",", "perf,", "perf,nope"] {
             assert!(Backends::parse(bad).is_err(), "{bad:?}");
         }

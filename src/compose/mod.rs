@@ -20,7 +20,13 @@ pub struct UnknownName {
 
 impl fmt::Display for UnknownName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown {} {:?}; accepted: {}", self.what, self.given, self.accepted.join(", "))
+        write!(
+            f,
+            "unknown {} {:?}; accepted: {}",
+            self.what,
+            self.given,
+            self.accepted.join(", ")
+        )
     }
 }
 

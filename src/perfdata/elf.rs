@@ -32,7 +32,9 @@ impl ElfFile {
     /// Reads the ELF file at `path`; None when it cannot be read or is not ELF.
     pub fn load(path: &Path) -> Option<ElfFile> {
         let data = std::fs::read(path).ok()?;
-        let name = path.file_name().map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy());
+        let name = path
+            .file_name()
+            .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy());
         ElfFile::parse(&name, &data)
     }
 
@@ -51,7 +53,10 @@ impl ElfFile {
             let range = s.address()..s.address() + s.size();
             // Compressed sections (.debug_frame may be) need a decompressor we do not carry.
             let plain = s.compressed_file_range().ok()?.format == object::CompressionFormat::None;
-            Some((range, plain.then(|| s.data().ok().map(Bytes::from)).flatten()))
+            Some((
+                range,
+                plain.then(|| s.data().ok().map(Bytes::from)).flatten(),
+            ))
         };
         let with_data = |name: &str| section(name).and_then(|(r, d)| Some((r, d?)));
         Some(ElfFile {
@@ -81,7 +86,10 @@ impl ElfFile {
             .iter()
             .find(|&&(o, _, size)| o <= offset && offset < o + size)
             .map_or((0, 0), |&(o, a, _)| (o, a));
-        start.wrapping_sub(offset).wrapping_add(seg_offset).wrapping_sub(seg_addr)
+        start
+            .wrapping_sub(offset)
+            .wrapping_add(seg_offset)
+            .wrapping_sub(seg_addr)
     }
 
     /// The framehop module for a mapping of this file over `avma` with `bias`.
@@ -122,7 +130,11 @@ fn demangle(name: &str) -> String {
 fn separate_debug_symbols(file: &object::File<'_>) -> Option<Vec<(u64, u64, String)>> {
     let id = file.build_id().ok()??;
     let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-    let path = format!("/usr/lib/debug/.build-id/{}/{}.debug", hex.get(..2)?, hex.get(2..)?);
+    let path = format!(
+        "/usr/lib/debug/.build-id/{}/{}.debug",
+        hex.get(..2)?,
+        hex.get(2..)?
+    );
     let debug = std::fs::read(path).ok()?;
     Some(function_symbols(&object::File::parse(&*debug).ok()?))
 }
@@ -133,7 +145,10 @@ pub fn vdso() -> Option<ElfFile> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     let line = maps.lines().find(|l| l.ends_with("[vdso]"))?;
     let (start, end) = line.split_whitespace().next()?.split_once('-')?;
-    let (start, end) = (usize::from_str_radix(start, 16).ok()?, usize::from_str_radix(end, 16).ok()?);
+    let (start, end) = (
+        usize::from_str_radix(start, 16).ok()?,
+        usize::from_str_radix(end, 16).ok()?,
+    );
     // SAFETY: the kernel maps the vDSO readable for the life of the process, at these bounds.
     let image = unsafe { std::slice::from_raw_parts(start as *const u8, end.checked_sub(start)?) };
     ElfFile::parse("[vdso]", image)
@@ -155,9 +170,16 @@ mod tests {
 
     #[test]
     fn bias_maps_file_offsets_to_addresses() {
-        let mut elf = ElfFile::parse("x", &std::fs::read(std::env::current_exe().unwrap()).unwrap()).unwrap();
+        let mut elf = ElfFile::parse(
+            "x",
+            &std::fs::read(std::env::current_exe().unwrap()).unwrap(),
+        )
+        .unwrap();
         elf.segments = vec![(0, 0, 0x1000), (0x1000, 0x201000, 0x5000)];
         // Code at file offset 0x1000, mapped at 0x7f0000001000: address 0x201000 lands there.
-        assert_eq!(elf.bias(0x7f00_0000_1000, 0x1000).wrapping_add(0x201000), 0x7f00_0000_1000);
+        assert_eq!(
+            elf.bias(0x7f00_0000_1000, 0x1000).wrapping_add(0x201000),
+            0x7f00_0000_1000
+        );
     }
 }

@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use framehop::x86_64::CacheX86_64;
+use linux_perf_data::linux_perf_event_reader::SampleFormat;
 use linux_perf_data::linux_perf_event_reader::{
     CommOrExecRecord, EventRecord, ForkOrExitRecord, SampleRecord, constants as c,
 };
-use linux_perf_data::linux_perf_event_reader::SampleFormat;
 use linux_perf_data::{PerfFileReader, PerfFileRecord};
 
 use elf::ElfFile;
@@ -51,28 +51,42 @@ pub struct Unwound {
 /// `--call-graph dwarf`).
 pub fn has_user_stacks(path: &Path) -> Result<bool, String> {
     let reader = open(path)?;
-    Ok(reader
-        .perf_file
-        .event_attributes()
-        .iter()
-        .any(|a| a.attributes().sample_format.contains(SampleFormat::STACK_USER)))
+    Ok(reader.perf_file.event_attributes().iter().any(|a| {
+        a.attributes()
+            .sample_format
+            .contains(SampleFormat::STACK_USER)
+    }))
 }
 
 fn open(path: &Path) -> Result<PerfFileReader<BufReader<File>>, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let reader = PerfFileReader::parse_file(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| format!("{}: not a perf.data file perf-trampoline can read ({e})", path.display()))?;
+    let reader =
+        PerfFileReader::parse_file(BufReader::with_capacity(1 << 20, file)).map_err(|e| {
+            format!(
+                "{}: not a perf.data file perf-trampoline can read ({e})",
+                path.display()
+            )
+        })?;
     // Built without a zstd decoder (a C library to build for one perf option).
     if let Ok(Some(_)) = reader.perf_file.compression_info() {
-        return Err(format!("{}: recorded compressed (perf record -z); record it without -z", path.display()));
+        return Err(format!(
+            "{}: recorded compressed (perf record -z); record it without -z",
+            path.display()
+        ));
     }
     Ok(reader)
 }
 
 /// Unwinds every sample of the recording at `path`. `tick` is called every few thousand
 /// samples with the count so far; an error from it stops the work and is returned.
-pub fn unwind_file<E>(path: &Path, mut tick: impl FnMut(u64) -> Result<(), E>) -> Result<Unwound, Error<E>> {
-    let PerfFileReader { mut perf_file, mut record_iter } = open(path).map_err(Error::Read)?;
+pub fn unwind_file<E>(
+    path: &Path,
+    mut tick: impl FnMut(u64) -> Result<(), E>,
+) -> Result<Unwound, Error<E>> {
+    let PerfFileReader {
+        mut perf_file,
+        mut record_iter,
+    } = open(path).map_err(Error::Read)?;
     let mut state = State {
         // perf writes the build ids of the files its samples hit at the end of the recording.
         build_ids: perf_file
@@ -89,11 +103,16 @@ pub fn unwind_file<E>(path: &Path, mut tick: impl FnMut(u64) -> Result<(), E>) -
             Ok(None) => break,
             Err(e) => {
                 // A recording cut short (perf killed): keep what came before.
-                state.out.notes.push(format!("{}: stopped reading at a broken record ({e})", path.display()));
+                state.out.notes.push(format!(
+                    "{}: stopped reading at a broken record ({e})",
+                    path.display()
+                ));
                 break;
             }
         };
-        let PerfFileRecord::EventRecord { record, .. } = record else { continue };
+        let PerfFileRecord::EventRecord { record, .. } = record else {
+            continue;
+        };
         match record.parse() {
             Ok(EventRecord::Sample(s)) => {
                 state.sample(&s);
@@ -101,10 +120,22 @@ pub fn unwind_file<E>(path: &Path, mut tick: impl FnMut(u64) -> Result<(), E>) -
                     tick(state.out.samples).map_err(Error::Stopped)?;
                 }
             }
-            Ok(EventRecord::Mmap2(m)) => {
-                state.mmap(m.pid, m.address, m.length, m.page_offset, m.protection & libc::PROT_EXEC as u32 != 0, &m.path.as_slice())
-            }
-            Ok(EventRecord::Mmap(m)) => state.mmap(m.pid, m.address, m.length, m.page_offset, m.is_executable, &m.path.as_slice()),
+            Ok(EventRecord::Mmap2(m)) => state.mmap(
+                m.pid,
+                m.address,
+                m.length,
+                m.page_offset,
+                m.protection & libc::PROT_EXEC as u32 != 0,
+                &m.path.as_slice(),
+            ),
+            Ok(EventRecord::Mmap(m)) => state.mmap(
+                m.pid,
+                m.address,
+                m.length,
+                m.page_offset,
+                m.is_executable,
+                &m.path.as_slice(),
+            ),
             Ok(EventRecord::Comm(comm)) => state.comm(&comm),
             Ok(EventRecord::Fork(fork)) => state.fork(&fork),
             _ => {}
@@ -191,7 +222,11 @@ impl State {
             }
         };
         self.next_mapping += 1;
-        let mapping = Mapping { end: start.saturating_add(len), id: self.next_mapping, backing };
+        let mapping = Mapping {
+            end: start.saturating_add(len),
+            id: self.next_mapping,
+            backing,
+        };
         self.processes.entry(pid).or_default().map(start, mapping);
     }
 
@@ -212,13 +247,19 @@ impl State {
             self.comms.insert(fork.tid, comm);
         }
         if fork.pid != fork.ppid {
-            let child = self.processes.get(&fork.ppid).map(Process::fork).unwrap_or_default();
+            let child = self
+                .processes
+                .get(&fork.ppid)
+                .map(Process::fork)
+                .unwrap_or_default();
             self.processes.insert(fork.pid, child);
         }
     }
 
     fn sample(&mut self, s: &SampleRecord<'_>) {
-        let (Some(pid), Some(tid)) = (s.pid, s.tid) else { return };
+        let (Some(pid), Some(tid)) = (s.pid, s.tid) else {
+            return;
+        };
         self.out.samples += 1;
         let comm = match self.comms.get(&tid).or_else(|| self.comms.get(&pid)) {
             Some(&c) => c,
@@ -249,10 +290,14 @@ impl State {
     }
 
     fn user_frames(&mut self, pid: i32, s: &SampleRecord<'_>, frames: &mut Vec<u32>) {
-        let (Some(regs), Some((stack, dyn_size))) = (&s.user_regs, &s.user_stack) else { return };
-        let (Some(ip), Some(sp), Some(bp)) =
-            (regs.get(c::PERF_REG_X86_IP), regs.get(c::PERF_REG_X86_SP), regs.get(c::PERF_REG_X86_BP))
-        else {
+        let (Some(regs), Some((stack, dyn_size))) = (&s.user_regs, &s.user_stack) else {
+            return;
+        };
+        let (Some(ip), Some(sp), Some(bp)) = (
+            regs.get(c::PERF_REG_X86_IP),
+            regs.get(c::PERF_REG_X86_SP),
+            regs.get(c::PERF_REG_X86_BP),
+        ) else {
             return; // a kernel thread: no user registers
         };
         let stack = stack.as_slice();
@@ -260,7 +305,13 @@ impl State {
         let mut addrs = std::mem::take(&mut self.addrs);
         addrs.clear();
         if let Some(process) = self.processes.get(&pid) {
-            process.unwind(&mut self.cache, (ip, sp, bp), stack, MAX_FRAMES - frames.len(), &mut addrs);
+            process.unwind(
+                &mut self.cache,
+                (ip, sp, bp),
+                stack,
+                MAX_FRAMES - frames.len(),
+                &mut addrs,
+            );
         } else {
             addrs.push(ip);
         }
@@ -273,7 +324,12 @@ impl State {
 
     fn name_user_frame(&mut self, pid: i32, addr: u64) -> u32 {
         let mapping = self.processes.get(&pid).and_then(|p| p.find(addr)).cloned();
-        let key = (mapping.as_ref().map_or(1 << 63 | pid as u32 as u64, |m| m.id), addr);
+        let key = (
+            mapping
+                .as_ref()
+                .map_or(1 << 63 | pid as u32 as u64, |m| m.id),
+            addr,
+        );
         if let Some(&name) = self.frame_names.get(&key) {
             return name;
         }
@@ -288,7 +344,9 @@ impl State {
                 .perf_map_symbol(owner, addr)
                 .or_else(|| self.perf_map_symbol(pid, addr))
                 .unwrap_or_else(|| "[unknown]".to_string()),
-            None => self.perf_map_symbol(pid, addr).unwrap_or_else(|| "[unknown]".to_string()),
+            None => self
+                .perf_map_symbol(pid, addr)
+                .unwrap_or_else(|| "[unknown]".to_string()),
         };
         let name = self.intern(&name);
         self.frame_names.insert(key, name);
@@ -312,13 +370,28 @@ impl State {
     }
 
     fn finish(mut self) -> Unwound {
-        let mut missing: Vec<i32> = self.perf_maps.iter().filter(|(_, t)| t.is_none()).map(|(&p, _)| p).collect();
+        let mut missing: Vec<i32> = self
+            .perf_maps
+            .iter()
+            .filter(|(_, t)| t.is_none())
+            .map(|(&p, _)| p)
+            .collect();
         missing.sort_unstable();
         if !missing.is_empty() {
-            let list: Vec<String> = missing.iter().map(|p| format!("/tmp/perf-{p}.map")).collect();
-            self.out.notes.push(format!("no perf map for some code (its frames stay [unknown]): {}", list.join(", ")));
+            let list: Vec<String> = missing
+                .iter()
+                .map(|p| format!("/tmp/perf-{p}.map"))
+                .collect();
+            self.out.notes.push(format!(
+                "no perf map for some code (its frames stay [unknown]): {}",
+                list.join(", ")
+            ));
         }
-        self.out.stacks = self.stacks.into_iter().map(|((comm, frames), n)| (comm, frames, n)).collect();
+        self.out.stacks = self
+            .stacks
+            .into_iter()
+            .map(|((comm, frames), n)| (comm, frames, n))
+            .collect();
         self.out
     }
 }
@@ -329,7 +402,15 @@ fn is_anonymous(path: &[u8]) -> bool {
     path.is_empty()
         || path == b"//anon"
         || path == b"[heap]"
-        || [&b"/dev/zero"[..], b"/anon_hugepage", b"[stack", b"/SYSV", b"[anon:"].iter().any(|p| path.starts_with(p))
+        || [
+            &b"/dev/zero"[..],
+            b"/anon_hugepage",
+            b"[stack",
+            b"/SYSV",
+            b"[anon:",
+        ]
+        .iter()
+        .any(|p| path.starts_with(p))
 }
 
 /// A build id without the zeros perf pads it with to 20 bytes.

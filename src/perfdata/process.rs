@@ -48,15 +48,24 @@ impl Process {
     /// Adds a mapping at `start`, replacing whatever it overlaps (an munmap leaves no event;
     /// a later mapping at the same place tells us the old one is gone).
     pub fn map(&mut self, start: u64, mapping: Mapping) {
-        let overlapping: Vec<u64> =
-            self.maps.range(..mapping.end).filter(|(_, m)| m.end > start).map(|(&s, _)| s).collect();
+        let overlapping: Vec<u64> = self
+            .maps
+            .range(..mapping.end)
+            .filter(|(_, m)| m.end > start)
+            .map(|(&s, _)| s)
+            .collect();
         for s in overlapping {
-            if let Some(Mapping { backing: Backing::Elf(..), .. }) = self.maps.remove(&s) {
+            if let Some(Mapping {
+                backing: Backing::Elf(..),
+                ..
+            }) = self.maps.remove(&s)
+            {
                 self.unwinder.remove_module(s);
             }
         }
         if let Backing::Elf(file, bias) = &mapping.backing {
-            self.unwinder.add_module(file.module(start..mapping.end, *bias));
+            self.unwinder
+                .add_module(file.module(start..mapping.end, *bias));
         }
         self.maps.insert(start, mapping);
     }
@@ -83,7 +92,12 @@ impl Process {
             let word = stack.get(at..at.checked_add(8).ok_or(())?).ok_or(())?;
             Ok(u64::from_le_bytes(word.try_into().expect("8 bytes")))
         };
-        let mut frames = self.unwinder.iter_frames(ip, UnwindRegsX86_64::new(ip, sp, bp), cache, &mut read_stack);
+        let mut frames = self.unwinder.iter_frames(
+            ip,
+            UnwindRegsX86_64::new(ip, sp, bp),
+            cache,
+            &mut read_stack,
+        );
         while out.len() < max_frames {
             match frames.next() {
                 Ok(Some(frame)) => out.push(frame.address_for_lookup()),
@@ -99,7 +113,11 @@ mod tests {
     use super::*;
 
     fn anon(end: u64, id: u64) -> Mapping {
-        Mapping { end, id, backing: Backing::PerfMap(1) }
+        Mapping {
+            end,
+            id,
+            backing: Backing::PerfMap(1),
+        }
     }
 
     #[test]

@@ -24,7 +24,11 @@ impl SymbolTable {
         let mut table = SymbolTable::default();
         for (i, (start, size, _)) in entries.iter().enumerate() {
             let end = match size {
-                0 => entries[i + 1..].iter().map(|e| e.0).find(|&s| s > *start).unwrap_or(u64::MAX),
+                0 => entries[i + 1..]
+                    .iter()
+                    .map(|e| e.0)
+                    .find(|&s| s > *start)
+                    .unwrap_or(u64::MAX),
                 n => start.saturating_add(*n),
             };
             table.starts.push(*start);
@@ -54,7 +58,10 @@ impl SymbolTable {
 /// of ours or root's: a map someone else planted in /tmp must not name our frames. Never
 /// through a symlink.
 pub fn read_perf_map(path: &Path) -> io::Result<SymbolTable> {
-    let mut file = File::options().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)?;
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
     let meta = file.metadata()?;
     let me = crate::os::euid();
     if !meta.is_file() || (meta.uid() != me && meta.uid() != 0) {
@@ -68,7 +75,13 @@ pub fn read_perf_map(path: &Path) -> io::Result<SymbolTable> {
     let entries = text
         .split(|&b| b == b'\n')
         .filter_map(perf_map::parse_line)
-        .map(|s| (s.addr as u64, s.size as u64, String::from_utf8_lossy(&s.name).into_owned()))
+        .map(|s| {
+            (
+                s.addr as u64,
+                s.size as u64,
+                String::from_utf8_lossy(&s.name).into_owned(),
+            )
+        })
         .collect();
     Ok(SymbolTable::new(entries))
 }
@@ -84,7 +97,8 @@ pub fn read_kallsyms() -> SymbolTable {
             let addr = u64::from_str_radix(words.next()?, 16).ok()?;
             let kind = words.next()?;
             let name = words.next()?;
-            (addr != 0 && matches!(kind, "t" | "T" | "w" | "W")).then(|| (addr, 0, name.to_string()))
+            (addr != 0 && matches!(kind, "t" | "T" | "w" | "W"))
+                .then(|| (addr, 0, name.to_string()))
         })
         .collect();
     SymbolTable::new(entries)
@@ -131,7 +145,10 @@ mod tests {
         if crate::os::euid() == 0 {
             // A map owned by another user (only root can make one for the test): refused.
             std::os::unix::fs::chown(&map, Some(4242), None).unwrap();
-            assert_eq!(read_perf_map(&map).err().map(|e| e.kind()), Some(io::ErrorKind::PermissionDenied));
+            assert_eq!(
+                read_perf_map(&map).err().map(|e| e.kind()),
+                Some(io::ErrorKind::PermissionDenied)
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -46,7 +46,11 @@ fn find(names: &[&CStr]) -> Result<*mut c_void, String> {
     }
     Err(format!(
         "this Python does not export {} (is libpython loaded with RTLD_LOCAL?)",
-        names.iter().map(|n| n.to_string_lossy()).collect::<Vec<_>>().join(" or ")
+        names
+            .iter()
+            .map(|n| n.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" or ")
     ))
 }
 
@@ -76,7 +80,9 @@ fn load() -> Result<Api, String> {
                 c"PyUnstable_Code_SetExtra",
                 c"_PyCode_SetExtra",
             ])?),
-            as_utf8: std::mem::transmute::<*mut c_void, AsUtf8Fn>(find(&[c"PyUnicode_AsUTF8AndSize"])?),
+            as_utf8: std::mem::transmute::<*mut c_void, AsUtf8Fn>(find(&[
+                c"PyUnicode_AsUTF8AndSize",
+            ])?),
             code_type: find(&[c"PyCode_Type"])?.cast(),
         })
     }

@@ -21,7 +21,11 @@ pub fn pass_on(py: Python<'_>, children: Option<bool>, backend: &str) -> PyResul
         Some(true) => environ.set_item(VAR, backend),
         Some(false) => {
             let cpython_lacks_its_own = py.version_info() < (3, 12);
-            let ours = [VAR].into_iter().chain(CPYTHON_SWITCHES.into_iter().filter(|_| cpython_lacks_its_own));
+            let ours = [VAR].into_iter().chain(
+                CPYTHON_SWITCHES
+                    .into_iter()
+                    .filter(|_| cpython_lacks_its_own),
+            );
             for name in ours {
                 if environ.contains(name)? {
                     environ.del_item(name)?;

@@ -23,8 +23,14 @@ struct Extras {
 /// The offset of `co_extra` in code objects, or None if it could not be found (then callers
 /// go through the API).
 pub fn discover(py: Python<'_>, api: &Api, index: isize) -> Option<usize> {
-    let code = super::probe::compile(py, c"0", c"<perf_trampoline probe>", super::probe::EVAL).ok()?;
-    let size: usize = code.get_type().getattr("__basicsize__").ok()?.extract().ok()?;
+    let code =
+        super::probe::compile(py, c"0", c"<perf_trampoline probe>", super::probe::EVAL).ok()?;
+    let size: usize = code
+        .get_type()
+        .getattr("__basicsize__")
+        .ok()?
+        .extract()
+        .ok()?;
     let words = size / std::mem::size_of::<usize>();
     let base = code.as_ptr().cast::<usize>();
     // SAFETY: `base` points at a live object of `size` bytes; we only read it.
@@ -37,8 +43,9 @@ pub fn discover(py: Python<'_>, api: &Api, index: isize) -> Option<usize> {
         return None;
     }
     // SAFETY: as above; the object is still alive (`code` holds it).
-    let changed: Vec<usize> =
-        (0..words).filter(|&i| before[i] == 0 && unsafe { base.add(i).read() } != 0).collect();
+    let changed: Vec<usize> = (0..words)
+        .filter(|&i| before[i] == 0 && unsafe { base.add(i).read() } != 0)
+        .collect();
     let [word] = changed[..] else { return None };
     let offset = word * std::mem::size_of::<usize>();
     // SAFETY: the field that just became non-NULL is the co_extra CPython allocated.

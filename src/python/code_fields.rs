@@ -29,10 +29,18 @@ pub fn discover<'py>(py: Python<'py>, name_attr: &str) -> PyResult<Option<Fields
     let code_type = module.get_type();
     let is_code = |o: &Bound<'_, PyAny>| o.get_type().is(&code_type);
     let find_code = |holder: &Bound<'py, PyAny>| -> PyResult<Option<Bound<'py, PyAny>>> {
-        Ok(holder.getattr("co_consts")?.try_iter()?.filter_map(Result::ok).find(|c| is_code(c)))
+        Ok(holder
+            .getattr("co_consts")?
+            .try_iter()?
+            .filter_map(Result::ok)
+            .find(|c| is_code(c)))
     };
-    let Some(outer) = find_code(&module)? else { return Ok(None) };
-    let Some(inner) = find_code(&outer)? else { return Ok(None) };
+    let Some(outer) = find_code(&module)? else {
+        return Ok(None);
+    };
+    let Some(inner) = find_code(&outer)? else {
+        return Ok(None);
+    };
     let size: usize = code_type.getattr("__basicsize__")?.extract()?;
     let offset_of = |attr: &str| -> PyResult<Option<usize>> {
         let wanted = inner.getattr(attr)?.as_ptr() as usize;
@@ -53,7 +61,8 @@ pub fn discover<'py>(py: Python<'py>, name_attr: &str) -> PyResult<Option<Fields
     // A second code object must agree, or the offsets are a coincidence.
     // SAFETY: `outer` is a live code object of the same type.
     let agrees = unsafe { read(outer.as_ptr(), fields.name) } == outer.getattr(name_attr)?.as_ptr()
-        && unsafe { read(outer.as_ptr(), fields.filename) } == outer.getattr("co_filename")?.as_ptr();
+        && unsafe { read(outer.as_ptr(), fields.filename) }
+            == outer.getattr("co_filename")?.as_ptr();
     Ok(agrees.then_some(fields))
 }
 

@@ -7,7 +7,8 @@ use pyo3::prelude::*;
 /// titled `title`. Raises `ValueError` when no line holds a sample count.
 #[pyfunction]
 pub fn flamegraph_svg(py: Python<'_>, folded: &str, title: &str) -> PyResult<String> {
-    py.detach(|| render(folded, title)).map_err(|e| PyValueError::new_err(e.to_string()))
+    py.detach(|| render(folded, title))
+        .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 fn render(folded: &str, title: &str) -> std::io::Result<String> {
@@ -24,4 +25,3 @@ fn render(folded: &str, title: &str) -> std::io::Result<String> {
     flamegraph::from_lines(&mut options, lines, &mut svg)?;
     String::from_utf8(svg).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
-

@@ -20,7 +20,11 @@ const NO_SLOT: usize = 1;
 /// # Safety
 /// Only CPython calls it, as a PEP 523 frame evaluator, with the GIL held, after
 /// [`super::hot::publish`] described this interpreter.
-pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c_int) -> *mut c_void {
+pub unsafe extern "C" fn eval_hook(
+    ts: *mut c_void,
+    frame: *mut c_void,
+    throw: c_int,
+) -> *mut c_void {
     // SAFETY: `target` was published (a valid EvalFn) before this hook was installed.
     let target: EvalFn = unsafe { std::mem::transmute::<usize, EvalFn>(HOT.target.load(Relaxed)) };
     if HOT.guard_stack.load(Relaxed) && stack_guard::near_the_end(ts) {
@@ -41,7 +45,10 @@ pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c
     }
     // SAFETY: CPython hands us a live frame of the version `code_offset`/`code_mask` describe.
     let code = unsafe {
-        let field = frame.cast::<u8>().add(HOT.code_offset.load(Relaxed)).cast::<usize>();
+        let field = frame
+            .cast::<u8>()
+            .add(HOT.code_offset.load(Relaxed))
+            .cast::<usize>();
         (field.read() & HOT.code_mask.load(Relaxed)) as *mut PyObject
     };
     // SAFETY: a frame's code field always points at a live object (None in some 3.13+ frames).
@@ -59,7 +66,11 @@ pub unsafe extern "C" fn eval_hook(ts: *mut c_void, frame: *mut c_void, throw: c
     };
     if slot == 0 {
         // SAFETY: we run with the GIL held and `code` is a live code object.
-        let pending = if throw == 0 { Pending::No } else { Pending::Maybe };
+        let pending = if throw == 0 {
+            Pending::No
+        } else {
+            Pending::Maybe
+        };
         // SAFETY: as just said.
         slot = unsafe { slot_for_new_code(code, pending) };
     }
@@ -116,8 +127,11 @@ fn code_name(py: Python<'_>, code: *mut PyObject, name: &mut NameBuf) {
             } else {
                 pyo3::intern!(py, "co_name")
             };
-            looked_up = [qualname, pyo3::intern!(py, "co_filename")].map(|attr| code.getattr(attr).ok());
-            looked_up.each_ref().map(|text| text.as_ref().map(Bound::as_borrowed))
+            looked_up =
+                [qualname, pyo3::intern!(py, "co_filename")].map(|attr| code.getattr(attr).ok());
+            looked_up
+                .each_ref()
+                .map(|text| text.as_ref().map(Bound::as_borrowed))
         }
     };
     name.extend_from_slice(b"py::");
@@ -130,14 +144,18 @@ fn code_name(py: Python<'_>, code: *mut PyObject, name: &mut NameBuf) {
 /// it holds a lone surrogate (then the encode fallback spells it out with backslashes); `?`
 /// when there is no text.
 fn push_utf8(name: &mut NameBuf, text: Option<Borrowed<'_, '_, PyAny>>) {
-    let Some(text) = text else { return name.push(b'?') };
+    let Some(text) = text else {
+        return name.push(b'?');
+    };
     if let Ok(api) = capi::api() {
         let mut len: isize = 0;
         // SAFETY: `text` is alive while we copy; the GIL is held.
         let p = unsafe { (api.as_utf8)(text.as_ptr(), &mut len) };
         if !p.is_null() {
             // SAFETY: CPython returns `len` bytes of UTF-8 owned by `text`.
-            return name.extend_from_slice(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len as usize) });
+            return name.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(p.cast::<u8>(), len as usize)
+            });
         }
         // SAFETY: the GIL is held.
         unsafe { ffi::PyErr_Clear() };
@@ -160,8 +178,12 @@ fn push_utf8(name: &mut NameBuf, text: Option<Borrowed<'_, '_, PyAny>>) {
 pub unsafe fn ensure_slot(code: *mut PyObject) -> bool {
     // SAFETY: the caller's contract is both functions' contract.
     let extra = unsafe { extra_via_api(code) };
-    // SAFETY: as above.
-    let slot = if extra == 0 { unsafe { slot_for_new_code(code, Pending::Maybe) } } else { extra };
+    let slot = if extra == 0 {
+        // SAFETY: as above.
+        unsafe { slot_for_new_code(code, Pending::Maybe) }
+    } else {
+        extra
+    };
     slot != NO_SLOT
 }
 
@@ -185,7 +207,11 @@ enum Pending {
 #[cold]
 #[inline(never)]
 unsafe fn slot_for_new_code(code: *mut PyObject, pending: Pending) -> usize {
-    let (mut t, mut v, mut tb) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+    let (mut t, mut v, mut tb) = (
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    );
     if pending == Pending::Maybe {
         // SAFETY: the GIL is held (we are inside frame evaluation).
         unsafe { ffi::PyErr_Fetch(&mut t, &mut v, &mut tb) };

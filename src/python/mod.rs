@@ -54,7 +54,9 @@ fn activate(
     children: Option<bool>,
 ) -> PyResult<()> {
     let backends = Backends::parse(backend).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let strategy: Strategy = strategy.parse().map_err(|e: UnknownName| PyValueError::new_err(e.to_string()))?;
+    let strategy: Strategy = strategy
+        .parse()
+        .map_err(|e: UnknownName| PyValueError::new_err(e.to_string()))?;
     if backends.jitdump && strategy == Strategy::CompileEach {
         return Err(PyValueError::new_err(
             "strategy \"compile-each\" cannot keep jitdump address ranges apart; use \"stamp\" with perf_jit",

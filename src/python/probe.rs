@@ -11,7 +11,17 @@ use pyo3::prelude::*;
 pub use pyo3::ffi::{Py_eval_input as EVAL, Py_file_input as FILE};
 
 /// The code object of `source` (`start` is [`EVAL`] or [`FILE`]), named `filename`.
-pub fn compile<'py>(py: Python<'py>, source: &CStr, filename: &CStr, start: c_int) -> PyResult<Bound<'py, PyAny>> {
+pub fn compile<'py>(
+    py: Python<'py>,
+    source: &CStr,
+    filename: &CStr,
+    start: c_int,
+) -> PyResult<Bound<'py, PyAny>> {
     // SAFETY: two NUL-terminated strings; the GIL is held (we have `py`).
-    unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::Py_CompileString(source.as_ptr(), filename.as_ptr(), start)) }
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            pyo3::ffi::Py_CompileString(source.as_ptr(), filename.as_ptr(), start),
+        )
+    }
 }

@@ -13,7 +13,11 @@ use crate::perfdata::{self, Error};
 /// samples)` with indices into `names`, `samples`, `pids` (every process of the recording),
 /// `notes` (perf maps missing or refused, a recording cut short). Raises `ValueError` when the file is not a perf.data file we can read.
 #[pyfunction]
-pub fn unwind_perf_data<'py>(py: Python<'py>, path: PathBuf, tick: Py<PyAny>) -> PyResult<Bound<'py, PyDict>> {
+pub fn unwind_perf_data<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    tick: Py<PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
     let unwound = py
         .detach(|| {
             perfdata::unwind_file(&path, |n| {
@@ -40,5 +44,6 @@ pub fn unwind_perf_data<'py>(py: Python<'py>, path: PathBuf, tick: Py<PyAny>) ->
 /// `unwind_perf_data` can unwind it. Raises `ValueError` when it is not a perf.data file.
 #[pyfunction]
 pub fn perf_data_has_user_stacks(py: Python<'_>, path: PathBuf) -> PyResult<bool> {
-    py.detach(|| perfdata::has_user_stacks(&path)).map_err(PyValueError::new_err)
+    py.detach(|| perfdata::has_user_stacks(&path))
+        .map_err(PyValueError::new_err)
 }

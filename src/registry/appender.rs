@@ -66,7 +66,15 @@ impl Appender {
     /// readers find past the last record; `order`, how each record is stored.
     pub fn new(file: File, fill: u8, order: Order) -> Appender {
         let end = file.metadata().map_or(0, |m| m.len());
-        Appender { file, fill, order, window: None, next_window: FIRST_WINDOW, direct: false, end }
+        Appender {
+            file,
+            fill,
+            order,
+            window: None,
+            next_window: FIRST_WINDOW,
+            direct: false,
+            end,
+        }
     }
 
     /// Where the records stored so far end in the file.
@@ -94,7 +102,10 @@ impl Appender {
         if self.direct {
             return self.write_direct(record);
         }
-        let fits = self.window.as_ref().is_some_and(|w| w.len - w.used >= record.len());
+        let fits = self
+            .window
+            .as_ref()
+            .is_some_and(|w| w.len - w.used >= record.len());
         if !fits && !self.grow(record.len())? {
             self.direct = true;
             return self.write_direct(record);
@@ -111,7 +122,10 @@ impl Appender {
     fn grow(&mut self, need: usize) -> io::Result<bool> {
         let page = crate::os::page_size() as u64;
         // Where our records stop, and where the room we had mapped for them stops.
-        let ends = self.window.as_ref().map(|w| (w.offset + w.used as u64, w.offset + w.len as u64));
+        let ends = self
+            .window
+            .as_ref()
+            .map(|w| (w.offset + w.used as u64, w.offset + w.len as u64));
         let at_least = need.next_multiple_of(page as usize);
         let size = self.next_window.max(at_least);
         // A nearly full disk may still hold what this record needs.
@@ -151,7 +165,12 @@ impl Appender {
             return Ok(false);
         }
         self.unmap();
-        self.window = Some(Window { base: base.cast(), len, offset, used: (start - offset) as usize });
+        self.window = Some(Window {
+            base: base.cast(),
+            len,
+            offset,
+            used: (start - offset) as usize,
+        });
         self.next_window = (size * 2).min(MAX_WINDOW);
         Ok(true)
     }
@@ -165,8 +184,10 @@ impl Appender {
         // At most 1024 pieces (IOV_MAX): a forked child's first room can be large.
         let piece = (16 << 10).max(len.div_ceil(1024));
         let chunk = vec![self.fill; piece.min(len)];
-        let slices: Vec<io::IoSlice> =
-            (0..len).step_by(piece).map(|at| io::IoSlice::new(&chunk[..piece.min(len - at)])).collect();
+        let slices: Vec<io::IoSlice> = (0..len)
+            .step_by(piece)
+            .map(|at| io::IoSlice::new(&chunk[..piece.min(len - at)]))
+            .collect();
         let n = (&self.file).write_vectored(&slices)?;
         if n != len {
             return Err(undo_short_write(&self.file, n, len));
@@ -192,7 +213,9 @@ impl Appender {
     /// At the end of the output: cuts the unused room off the file (unless someone else
     /// appended after it) and writes any later record with `write(2)`.
     pub fn finish(&mut self) -> io::Result<()> {
-        let Some(w) = self.window.as_ref() else { return Ok(()) };
+        let Some(w) = self.window.as_ref() else {
+            return Ok(());
+        };
         let (records_end, room_end) = (w.offset + w.used as u64, w.offset + w.len as u64);
         self.unmap();
         self.direct = true;
@@ -227,7 +250,8 @@ unsafe fn store(dst: *mut u8, record: &[u8], order: Order) {
             for chunk in &mut chunks {
                 // SAFETY: `at` stays within the record's `record.len()` bytes at `dst`.
                 unsafe {
-                    at.cast::<[u8; 16]>().write_unaligned(chunk.try_into().expect("16 bytes"));
+                    at.cast::<[u8; 16]>()
+                        .write_unaligned(chunk.try_into().expect("16 bytes"));
                     at = at.add(16);
                 }
                 compiler_fence(Ordering::SeqCst);
@@ -322,7 +346,10 @@ mod tests {
         let live = std::fs::read(&path).unwrap();
         assert!(live.len() > expected.len(), "room is preallocated");
         assert_eq!(&live[..expected.len()], &expected[..]);
-        assert!(live[expected.len()..].iter().all(|&b| b == b'\n'), "room reads as fill");
+        assert!(
+            live[expected.len()..].iter().all(|&b| b == b'\n'),
+            "room reads as fill"
+        );
         a.finish().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), expected);
         // After finish, records are still appended (with write(2)).
@@ -334,7 +361,10 @@ mod tests {
     #[test]
     fn another_writer_appending_in_between_is_kept_and_never_overwritten() {
         let (path, file) = open("other");
-        let other = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let other = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         let mut a = Appender::new(file, b'\n', Order::Forward);
         a.append(b"ours-1\n").unwrap();
         write_once(&other, b"theirs\n").unwrap();
@@ -345,13 +375,19 @@ mod tests {
         a.append(b"ours-2\n").unwrap();
         a.finish().unwrap();
         let text = std::fs::read(&path).unwrap();
-        let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&[u8]> = text
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
         assert_eq!(lines.iter().filter(|l| **l == b"theirs").count(), 1);
         assert_eq!(lines.iter().filter(|l| **l == b"ours-1").count(), 1);
         assert_eq!(lines.iter().filter(|l| **l == b"ours-2").count(), 1);
         let theirs_at = text.windows(7).position(|w| w == b"theirs\n").unwrap();
         let ours_2_at = text.windows(7).position(|w| w == b"ours-2\n").unwrap();
-        assert!(theirs_at < ours_2_at, "our new room starts after their bytes");
+        assert!(
+            theirs_at < ours_2_at,
+            "our new room starts after their bytes"
+        );
     }
 
     #[test]

@@ -53,9 +53,18 @@ impl JitDump {
     /// through a symlink), writes the header and maps the first page executable. A dead
     /// process's dump with our pid is started over (see [`Writers`]); one this process wrote
     /// before an exec goes on after its last record.
-    pub fn open(path: &Path, pid: u32, template: &Template, writers: Writers) -> Result<JitDump, OpenError> {
+    pub fn open(
+        path: &Path,
+        pid: u32,
+        template: &Template,
+        writers: Writers,
+    ) -> Result<JitDump, OpenError> {
         let path = path.to_path_buf();
-        let fail = |error: io::Error| OpenError { kind: OutputKind::JitDump, path: path.clone(), error };
+        let fail = |error: io::Error| OpenError {
+            kind: OutputKind::JitDump,
+            path: path.clone(),
+            error,
+        };
         let elf_mach = template.arch.elf_machine();
         let unwind = unwind::jitdump_unwind(template, dumped_code_size(template))
             .map_err(|e: CompileError| fail(io::Error::other(e)))?;
@@ -65,7 +74,14 @@ impl JitDump {
             0 => {
                 let mut header = Vec::with_capacity(HEADER_SIZE as usize);
                 // flags 0: timestamps are CLOCK_MONOTONIC, not the arch's
-                Header { version: VERSION, elf_mach, pid, timestamp: monotonic_ns(), flags: 0 }.write(&mut header);
+                Header {
+                    version: VERSION,
+                    elf_mach,
+                    pid,
+                    timestamp: monotonic_ns(),
+                    flags: 0,
+                }
+                .write(&mut header);
                 if let Err(e) = file.write_all(&header).and_then(|()| map_marker(&file)) {
                     // A dump perf can never find is only litter.
                     let _ = std::fs::remove_file(&path);
@@ -73,7 +89,9 @@ impl JitDump {
                 }
                 0
             }
-            _ => continue_dump(&file, pid, elf_mach).and_then(|next| map_marker(&file).map(|()| next)).map_err(fail)?,
+            _ => continue_dump(&file, pid, elf_mach)
+                .and_then(|next| map_marker(&file).map(|()| next))
+                .map_err(fail)?,
         };
         Ok(JitDump {
             // Zeros past the last record: a record header of size 0 ends perf's reading, and
@@ -131,10 +149,19 @@ fn continue_dump(file: &File, pid: u32, elf_mach: u32) -> io::Result<u64> {
     let len = file.metadata()?.len();
     let mut bytes = vec![0; len as usize];
     file.read_exact_at(&mut bytes, 0)?;
-    let refuse = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{why}; refusing to write into it"));
-    let dump = jitdump_read::parse(&bytes).map_err(|e| refuse(format!("written since this process began, and {e}")))?;
+    let refuse = |why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{why}; refusing to write into it"),
+        )
+    };
+    let dump = jitdump_read::parse(&bytes)
+        .map_err(|e| refuse(format!("written since this process began, and {e}")))?;
     if dump.header.pid != pid || dump.header.elf_mach != elf_mach {
-        return Err(refuse(format!("it is the dump of process {} (machine {})", dump.header.pid, dump.header.elf_mach)));
+        return Err(refuse(format!(
+            "it is the dump of process {} (machine {})",
+            dump.header.pid, dump.header.elf_mach
+        )));
     }
     let close = match dump.records.last() {
         Some(jitdump_read::Record::Close { .. }) => PREFIX_SIZE as u64,
@@ -211,7 +238,12 @@ impl Sink for JitDump {
             .records
             .into_iter()
             .filter_map(|r| match r {
-                jitdump_read::Record::CodeLoad { code_addr, name, code, .. } => Some(OwnedSymbol {
+                jitdump_read::Record::CodeLoad {
+                    code_addr,
+                    name,
+                    code,
+                    ..
+                } => Some(OwnedSymbol {
                     addr: code_addr as usize,
                     size: code.len() - SALT_LEN,
                     name,

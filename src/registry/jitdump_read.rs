@@ -3,7 +3,9 @@
 use std::fmt;
 
 pub use super::jitdump_format::Header;
-use super::jitdump_format::{CODE_CLOSE, CODE_LOAD, CODE_UNWINDING_INFO, HEADER_SIZE, MAGIC, PREFIX_SIZE};
+use super::jitdump_format::{
+    CODE_CLOSE, CODE_LOAD, CODE_UNWINDING_INFO, HEADER_SIZE, MAGIC, PREFIX_SIZE,
+};
 
 /// One record, its fields as the format names them (see `jitdump_format.rs`).
 #[allow(missing_docs)] // the fields are the format's, named as it names them
@@ -70,10 +72,12 @@ impl<'a> Cursor<'a> {
         Some(a)
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+        self.take(4)
+            .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
     }
     fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
+        self.take(8)
+            .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
     }
 }
 
@@ -86,7 +90,9 @@ pub fn parse(bytes: &[u8]) -> Result<Dump, ReadError> {
     let mut c = Cursor(bytes);
     let short = || bad("file shorter than its header");
     if c.u32().ok_or_else(short)? != MAGIC {
-        return Err(bad("bad magic (not a jitdump, or written on another byte order)"));
+        return Err(bad(
+            "bad magic (not a jitdump, or written on another byte order)",
+        ));
     }
     let version = c.u32().ok_or_else(short)?;
     let total = c.u32().ok_or_else(short)?;
@@ -98,25 +104,44 @@ pub fn parse(bytes: &[u8]) -> Result<Dump, ReadError> {
     let pid = c.u32().ok_or_else(short)?;
     let timestamp = c.u64().ok_or_else(short)?;
     let flags = c.u64().ok_or_else(short)?;
-    c.take(total as usize - HEADER_SIZE as usize).ok_or_else(short)?;
-    let header = Header { version, elf_mach, pid, timestamp, flags };
+    c.take(total as usize - HEADER_SIZE as usize)
+        .ok_or_else(short)?;
+    let header = Header {
+        version,
+        elf_mach,
+        pid,
+        timestamp,
+        flags,
+    };
 
     let mut records = Vec::new();
     loop {
         let rest = c.0;
         let mut p = Cursor(rest);
         let (Some(id), Some(size), Some(timestamp)) = (p.u32(), p.u32(), p.u64()) else {
-            return Ok(Dump { header, records, trailing: rest.len() });
+            return Ok(Dump {
+                header,
+                records,
+                trailing: rest.len(),
+            });
         };
         if id == 0 && size == 0 {
             // Room a writer had not used yet (see appender.rs): perf stops here too.
-            return Ok(Dump { header, records, trailing: rest.len() });
+            return Ok(Dump {
+                header,
+                records,
+                trailing: rest.len(),
+            });
         }
         if (size as usize) < PREFIX_SIZE {
             return Err(bad("record smaller than its prefix"));
         }
         let Some(body) = p.take(size as usize - PREFIX_SIZE) else {
-            return Ok(Dump { header, records, trailing: rest.len() });
+            return Ok(Dump {
+                header,
+                records,
+                trailing: rest.len(),
+            });
         };
         c.0 = p.0;
         let mut b = Cursor(body);
@@ -128,7 +153,10 @@ pub fn parse(bytes: &[u8]) -> Result<Dump, ReadError> {
                 let code_size = b.u64().ok_or_else(trunc)? as usize;
                 let code_index = b.u64().ok_or_else(trunc)?;
                 let rest = b.0;
-                let nul = rest.iter().position(|&x| x == 0).ok_or_else(|| bad("name without NUL"))?;
+                let nul = rest
+                    .iter()
+                    .position(|&x| x == 0)
+                    .ok_or_else(|| bad("name without NUL"))?;
                 if rest.len() != nul + 1 + code_size {
                     return Err(bad("CODE_LOAD: code is not exactly at the record's end"));
                 }
@@ -151,7 +179,12 @@ pub fn parse(bytes: &[u8]) -> Result<Dump, ReadError> {
                 if eh_frame_hdr_size as usize > data.len() {
                     return Err(bad("eh_frame_hdr larger than the unwind data"));
                 }
-                Record::UnwindingInfo { timestamp, eh_frame_hdr_size, mapped_size, data }
+                Record::UnwindingInfo {
+                    timestamp,
+                    eh_frame_hdr_size,
+                    mapped_size,
+                    data,
+                }
             }
             CODE_CLOSE => Record::Close { timestamp },
             id => Record::Other { id, timestamp },

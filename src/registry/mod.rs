@@ -67,7 +67,13 @@ pub struct OpenError {
 
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot open {} {}: {}", self.kind, self.path.display(), self.error)
+        write!(
+            f,
+            "cannot open {} {}: {}",
+            self.kind,
+            self.path.display(),
+            self.error
+        )
     }
 }
 
@@ -102,7 +108,11 @@ pub struct OwnedSymbol {
 impl OwnedSymbol {
     /// The same symbol, borrowing the name.
     pub fn as_symbol(&self) -> Symbol<'_> {
-        Symbol { addr: self.addr, size: self.size, name: &self.name }
+        Symbol {
+            addr: self.addr,
+            size: self.size,
+            name: &self.name,
+        }
     }
 }
 
@@ -145,9 +155,17 @@ pub enum Writers {
 /// appender needs; never through a symlink planted at `path`, never one that is not ours. A
 /// file left by a dead process with our pid is emptied first (see [`Writers`]): nothing of
 /// it may name our code.
-pub fn open_output(kind: OutputKind, path: &Path, writers: Writers) -> Result<std::fs::File, OpenError> {
+pub fn open_output(
+    kind: OutputKind,
+    path: &Path,
+    writers: Writers,
+) -> Result<std::fs::File, OpenError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let fail = |error| OpenError { kind, path: path.to_path_buf(), error };
+    let fail = |error| OpenError {
+        kind,
+        path: path.to_path_buf(),
+        error,
+    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .append(true)
@@ -201,7 +219,9 @@ impl Registry {
 
     /// A registry with these sinks, all enabled.
     pub fn new(sinks: Vec<Box<dyn Sink>>) -> Registry {
-        Registry { sinks: sinks.into_iter().map(|s| (s, true)).collect() }
+        Registry {
+            sinks: sinks.into_iter().map(|s| (s, true)).collect(),
+        }
     }
 
     /// Enables exactly the sinks writing `wanted` (kind, path) pairs, opening the missing ones
@@ -212,7 +232,8 @@ impl Registry {
         mut open: impl FnMut(OutputKind, &Path) -> Result<Box<dyn Sink>, OpenError>,
     ) -> Result<(), OpenError> {
         let has = |s: &[(Box<dyn Sink>, bool)], kind: OutputKind, path: &Path| {
-            s.iter().any(|(sink, _)| sink.kind() == kind && sink.path() == path)
+            s.iter()
+                .any(|(sink, _)| sink.kind() == kind && sink.path() == path)
         };
         let mut opened = Vec::new();
         for &(kind, ref path) in wanted {
@@ -222,7 +243,9 @@ impl Registry {
         }
         self.sinks.extend(opened);
         for (sink, enabled) in &mut self.sinks {
-            *enabled = wanted.iter().any(|(k, p)| sink.kind() == *k && sink.path() == p.as_path());
+            *enabled = wanted
+                .iter()
+                .any(|(k, p)| sink.kind() == *k && sink.path() == p.as_path());
         }
         Ok(())
     }
@@ -234,7 +257,11 @@ impl Registry {
 
     /// The files being written, for messages and for tests.
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.sinks.iter().filter(|(_, on)| *on).map(|(s, _)| s.path().to_path_buf()).collect()
+        self.sinks
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(s, _)| s.path().to_path_buf())
+            .collect()
     }
 
     /// After `fork()`, in the child: every enabled output moves to a file of the child's own
@@ -252,7 +279,11 @@ impl Registry {
         let inherited = std::mem::take(&mut self.sinks);
         let history = if persist {
             // Every enabled sink names the same symbols: the first one readable will do.
-            inherited.iter().filter(|(_, on)| *on).find_map(|(s, _)| s.read_back().ok()).unwrap_or_default()
+            inherited
+                .iter()
+                .filter(|(_, on)| *on)
+                .find_map(|(s, _)| s.read_back().ok())
+                .unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -265,12 +296,18 @@ impl Registry {
             let mut sink = match open(old.kind(), &path_for(old.kind(), dir)) {
                 Ok(sink) => sink,
                 Err(e) => {
-                    messages.push(format!("after fork: {e}; {} output off in this process", old.kind()));
+                    messages.push(format!(
+                        "after fork: {e}; {} output off in this process",
+                        old.kind()
+                    ));
                     continue;
                 }
             };
             if let Err(e) = sink.record_many(&symbols) {
-                messages.push(format!("after fork: copying the parent's {} failed ({e})", old.kind()));
+                messages.push(format!(
+                    "after fork: copying the parent's {} failed ({e})",
+                    old.kind()
+                ));
             }
             self.sinks.push((sink, true));
         }
@@ -344,7 +381,8 @@ mod tests {
             if self.fails {
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
-            self.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.taken
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(())
         }
         fn read_back(&self) -> io::Result<Vec<OwnedSymbol>> {
@@ -356,13 +394,24 @@ mod tests {
     fn failing_sinks_are_dropped_with_one_message_each_in_order() {
         let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let sink = |name: &str, fails| -> Box<dyn Sink> {
-            Box::new(Counting { path: PathBuf::from(name), fails, taken: taken.clone() })
+            Box::new(Counting {
+                path: PathBuf::from(name),
+                fails,
+                taken: taken.clone(),
+            })
         };
         let mut reg = Registry::new(vec![sink("a", true), sink("b", false), sink("c", true)]);
-        let sym = Symbol { addr: 0x1000, size: 16, name: b"py::f:/x.py" };
+        let sym = Symbol {
+            addr: 0x1000,
+            size: 16,
+            name: b"py::f:/x.py",
+        };
         let messages = reg.record(&sym);
         assert_eq!(messages.len(), 2, "{messages:?}");
-        assert!(messages[0].starts_with("writing perf map a failed") && messages[1].starts_with("writing perf map c failed"));
+        assert!(
+            messages[0].starts_with("writing perf map a failed")
+                && messages[1].starts_with("writing perf map c failed")
+        );
         assert_eq!(reg.paths(), vec![PathBuf::from("b")]);
         assert!(reg.record(&sym).is_empty());
         assert_eq!(taken.load(std::sync::atomic::Ordering::Relaxed), 2);

@@ -84,14 +84,20 @@ mod tests {
 
     #[test]
     fn every_control_character_fits_one_hex_escape() {
-        let controls: Vec<char> = (0..=0x10ffff).filter_map(char::from_u32).filter(|&c| needs_escape(c)).collect();
+        let controls: Vec<char> = (0..=0x10ffff)
+            .filter_map(char::from_u32)
+            .filter(|&c| needs_escape(c))
+            .collect();
         assert!(controls.iter().all(|&c| (c as u32) < 0x100), "{controls:?}");
         assert!(controls.contains(&'\u{9f}') && controls.contains(&'\n'));
     }
 
     #[test]
     fn control_characters_are_escaped() {
-        assert_eq!(clean(b"py::a\nb:\r/x\t.py\x7f"), "py::a\\x0ab:\\x0d/x\\x09.py\\x7f");
+        assert_eq!(
+            clean(b"py::a\nb:\r/x\t.py\x7f"),
+            "py::a\\x0ab:\\x0d/x\\x09.py\\x7f"
+        );
         // C1 controls such as NEL (U+0085) also end lines in some readers.
         assert_eq!(clean("a\u{85}b\u{2028}".as_bytes()), "a\\x85b\u{2028}");
     }

@@ -58,7 +58,11 @@ pub fn parse_line(line: &[u8]) -> Option<OwnedSymbol> {
     let mut parts = line.splitn(3, |&b| b == b' ');
     let addr = usize::from_str_radix(std::str::from_utf8(parts.next()?).ok()?, 16).ok()?;
     let size = usize::from_str_radix(std::str::from_utf8(parts.next()?).ok()?, 16).ok()?;
-    Some(OwnedSymbol { addr, size, name: parts.next()?.to_vec() })
+    Some(OwnedSymbol {
+        addr,
+        size,
+        name: parts.next()?.to_vec(),
+    })
 }
 
 impl Sink for PerfMap {
@@ -110,13 +114,34 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tmpdir("fmt");
         let mut m = PerfMap::open(&dir.join("perf-4242.map"), Writers::OnlyUs).unwrap();
-        m.record(&Symbol { addr: 0x7f00_dead_b000, size: 11, name: b"py::f:/a.py" }).unwrap();
-        m.record(&Symbol { addr: 0x10, size: 0x20, name: b"py::g\n:/b.py" }).unwrap();
-        m.record(&Symbol { addr: 0, size: 0xffff_ffff_ffff_ffff, name: b"z" }).unwrap();
+        m.record(&Symbol {
+            addr: 0x7f00_dead_b000,
+            size: 11,
+            name: b"py::f:/a.py",
+        })
+        .unwrap();
+        m.record(&Symbol {
+            addr: 0x10,
+            size: 0x20,
+            name: b"py::g\n:/b.py",
+        })
+        .unwrap();
+        m.record(&Symbol {
+            addr: 0,
+            size: 0xffff_ffff_ffff_ffff,
+            name: b"z",
+        })
+        .unwrap();
         m.close().unwrap();
         let text = std::fs::read_to_string(dir.join("perf-4242.map")).unwrap();
-        assert_eq!(text, "7f00deadb000 b py::f:/a.py\n10 20 py::g\\x0a:/b.py\n0 ffffffffffffffff z\n");
-        let mode = std::fs::metadata(dir.join("perf-4242.map")).unwrap().permissions().mode();
+        assert_eq!(
+            text,
+            "7f00deadb000 b py::f:/a.py\n10 20 py::g\\x0a:/b.py\n0 ffffffffffffffff z\n"
+        );
+        let mode = std::fs::metadata(dir.join("perf-4242.map"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -137,7 +162,9 @@ mod tests {
         let victim = dir.join("victim");
         std::fs::write(&victim, "keep me").unwrap();
         std::os::unix::fs::symlink(&victim, dir.join("perf-77.map")).unwrap();
-        let err = PerfMap::open(&dir.join("perf-77.map"), Writers::OnlyUs).err().expect("must refuse the symlink");
+        let err = PerfMap::open(&dir.join("perf-77.map"), Writers::OnlyUs)
+            .err()
+            .expect("must refuse the symlink");
         assert!(err.to_string().contains("perf-77.map"), "{err}");
         assert_eq!(err.error.raw_os_error(), Some(libc::ELOOP));
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
@@ -145,7 +172,16 @@ mod tests {
 
     #[test]
     fn unwritable_directory_gives_a_message_naming_the_path() {
-        let err = PerfMap::open(Path::new("/proc/self/no-such-dir/perf-1.map"), Writers::OnlyUs).err().unwrap();
-        assert!(err.to_string().contains("/proc/self/no-such-dir/perf-1.map"), "{err}");
+        let err = PerfMap::open(
+            Path::new("/proc/self/no-such-dir/perf-1.map"),
+            Writers::OnlyUs,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string()
+                .contains("/proc/self/no-such-dir/perf-1.map"),
+            "{err}"
+        );
     }
 }

@@ -24,7 +24,8 @@ pub fn process_start() -> io::Result<SystemTime> {
         .and_then(|f| f.parse().ok())
         .ok_or_else(|| io::Error::other("no start time in /proc/self/stat"))?;
     let hz = crate::os::clock_ticks_per_second();
-    let since_boot = Duration::from_secs(ticks / hz) + Duration::from_nanos(ticks % hz * 1_000_000_000 / hz);
+    let since_boot =
+        Duration::from_secs(ticks / hz) + Duration::from_nanos(ticks % hz * 1_000_000_000 / hz);
     // The boot by the wall clock: now, less the time since boot on the clock /proc counts in.
     Ok(SystemTime::now() - crate::os::since_boot() + since_boot)
 }
@@ -47,8 +48,14 @@ mod tests {
     fn this_process_began_before_now_and_after_the_test_binary_was_built() {
         let start = process_start().unwrap();
         assert!(start <= SystemTime::now());
-        let built = std::fs::metadata(std::env::current_exe().unwrap()).unwrap().modified().unwrap();
-        assert!(start + SLACK >= built, "start {start:?} before the binary was written {built:?}");
+        let built = std::fs::metadata(std::env::current_exe().unwrap())
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert!(
+            start + SLACK >= built,
+            "start {start:?} before the binary was written {built:?}"
+        );
     }
 
     #[test]
@@ -58,7 +65,8 @@ mod tests {
         let path = dir.join("f");
         let file = std::fs::File::create(&path).unwrap();
         assert!(!written_before_us(&file.metadata().unwrap()));
-        file.set_modified(process_start().unwrap() - Duration::from_secs(1)).unwrap();
+        file.set_modified(process_start().unwrap() - Duration::from_secs(1))
+            .unwrap();
         assert!(written_before_us(&file.metadata().unwrap()));
         std::fs::remove_dir_all(&dir).unwrap();
     }

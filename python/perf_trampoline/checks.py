@@ -366,7 +366,7 @@ def doctor(python, prog):
         report.add("ok", "no other frame-evaluation hook at start-up")
 
     if mode.name == "dwarf":
-        directory, what = os.environ.get("PERF_TRAMPOLINE_DIR") or "/tmp", "jitdump (it must be mapped executable)"
+        directory, what = leftovers.output_dir(), "jitdump (it must be mapped executable)"
         fix = "fix: PERF_TRAMPOLINE_DIR=<a directory on a file system mounted without noexec>"
     else:
         directory, what = "/tmp", "perf map"

@@ -69,7 +69,7 @@ def record(args, prog):
                     samples_from, profile = data, session.unwind(data, args.native)
                 else:
                     session.scan(data)
-                    samples_from = session.inject(data)
+                    samples_from = session.inject(data, keep_jitted=args.keep)
                     profile = session.read(samples_from, args.native)
                 session.write(profile, "%s (%s mode)" % (title, mode.name), args.top)
         except (KeyboardInterrupt, Failure) as e:
@@ -85,10 +85,11 @@ def record(args, prog):
             kept = [_keep(data, session.stem + ".perf.data")]
             if samples_from != data:
                 kept.append(_keep(samples_from, session.stem + ".perf.jit.data"))
-                session.jitted = []
             # perf's own DWARF unwinder stops at the trampolines (no CFI): ours reads it again.
             again = ("%s report %s" % (prog, kept[-1]) if mode.name == "unwind" else "perf report -i " + kept[-1])
-            say("kept %s, and the perf maps, jitdumps and jitted-*.so files it needs: %s" % (" and ".join(kept), again))
+            needs = ("the jitted code in %s/" % session.jitted if samples_from != data
+                     else "the perf maps and jitdumps")
+            say("kept %s, and %s it needs: %s" % (" and ".join(kept), needs, again))
         return _status_of(returncode)
     finally:
         if not keep_outputs:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 
-from . import leftovers
+from . import bring_along, leftovers
 
 # perf 5.10's inject --jit writes images without the program header newer perf adds, and its
 # DWARF unwinding stops in them; 6.1 and 7.2 unwind through.
@@ -195,6 +195,16 @@ try:
     info["eval_hook"] = current not in (None, ctypes.cast(api._PyEval_EvalFrameDefault, ctypes.c_void_p).value)
 except Exception:
     info["eval_hook"] = None
+if len(sys.argv) > 2:  # bring_along.probe_args(): could it load ours instead?
+    hook = {"__name__": "perf_trampoline_probe"}
+    with open(sys.argv[1]) as f:
+        exec(compile(f.read(), sys.argv[1], "exec"), hook)
+    info.update(hook["facts"]())
+    if "support_error" in info and hook["refusal"]() is None:
+        try:
+            hook["load"](sys.argv[2])
+        except Exception as e:
+            info["bring_error"] = "%s: %s" % (type(e).__name__, e)
 print(json.dumps(info))
 '''
 
@@ -227,7 +237,8 @@ def probe_python(python, environ):
     given environment minus our own switch, so any eval hook it shows is someone else's."""
     env = {k: v for k, v in environ.items() if not k.startswith("PERF_TRAMPOLINE")}
     try:
-        out = subprocess.run([python, "-c", _PROBE], capture_output=True, env=env, timeout=60)
+        out = subprocess.run([python, "-c", _PROBE] + bring_along.probe_args(), capture_output=True, env=env,
+                             timeout=60)
     except OSError as e:
         return {"error": str(e)}
     try:

@@ -97,6 +97,17 @@ def start_up_dir(package=PACKAGE):
         shutil.rmtree(path, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def environment(chosen, env):
+    """The target's environment, for the block, on the way ``chosen``: ``env`` itself for an
+    installed copy; brought along, with a start_up_dir first on PYTHONPATH."""
+    if chosen == INSTALLED:
+        yield env
+        return
+    with start_up_dir() as path:
+        yield target_env(env, path)
+
+
 def target_env(env, path):
     """``env`` with ``path`` (from start_up_dir) first on PYTHONPATH; raises OSError when the
     directory is no longer what we made (checked again right before the target starts)."""

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from . import checks, leftovers, unwound
+from . import bring_along, checks, leftovers, unwound
 from .stacks import Profile
 
 # Signals that stop a recording (perf then writes what it has) or abort the processing.
@@ -302,10 +302,13 @@ def record(args, prog):
     _check_target(command)
     python = checks.python_of(command)
     probe = checks.probe_python(python, os.environ) if python else None
+    chosen = bring_along.BRING  # where the interpreter cannot be told: the hook decides there
     if probe is not None and "error" not in probe:
-        problem = checks.support_error(probe)
+        chosen, problem = bring_along.way(probe)
         if problem:
             raise Failure(problem)
+        if chosen == bring_along.BRING:
+            say(bring_along.describe(probe)[1])
         if python == shutil.which(command[0]):
             _check_script(command[1:])
         warning = checks.hook_warning(probe)
@@ -327,14 +330,15 @@ def record(args, prog):
         options = mode.record_options(args.freq, args.stack_size)
         say("recording: perf record %s -- %s" % (" ".join(options), " ".join(shlex.quote(w) for w in command)))
         caught = []
-        proc = subprocess.Popen([perf, "record"] + options + ["-q", "-o", data, "--"] + command, env=env)
+        with bring_along.environment(chosen, env) as target_env:
+            proc = subprocess.Popen([perf, "record"] + options + ["-q", "-o", data, "--"] + command, env=target_env)
 
-        def stop(signum, frame):
-            caught.append(signum)
-            proc.send_signal(signal.SIGINT)
+            def stop(signum, frame):
+                caught.append(signum)
+                proc.send_signal(signal.SIGINT)
 
-        with _on_signals(stop):
-            returncode = proc.wait()
+            with _on_signals(stop):
+                returncode = proc.wait()
         if not os.path.exists(data) or os.path.getsize(data) == 0:
             raise Failure("perf could not record (its message is above).\n  "
                           + "\n  ".join(checks.permission_help())

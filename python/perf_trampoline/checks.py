@@ -256,15 +256,6 @@ def choose_mode(requested, probe):
     return MODES["unwind"], "the default: native libraries and Python frames with or without frame pointers"
 
 
-def support_error(probe):
-    """Why the probed interpreter cannot switch perf-trampoline on, or None."""
-    if "support_error" not in probe:
-        return None
-    return ("%s cannot import perf_trampoline (%s): install it there (pip install perf-trampoline), "
-            "or profile with the Python it is installed in: %s" % (probe["executable"], probe["support_error"],
-                                                                    sys.executable))
-
-
 def hook_warning(probe):
     """A warning when the interpreter starts with another frame-evaluation hook on, or None."""
     if probe.get("cpython_trampoline"):
@@ -365,11 +356,7 @@ def doctor(python, prog):
         report.add("note", "%s (%s) was built without frame pointers: record's default mode does not need "
                    "them; for perf report itself use --mode dwarf, not --mode fp"
                    % (probe["executable"], probe["version"]))
-    problem = support_error(probe)
-    if problem:
-        report.add("FAIL", problem)
-    else:
-        report.add("ok", "perf_trampoline is importable by %s" % probe["executable"])
+    report.add(*bring_along.describe(probe))
     warning = hook_warning(probe)
     if warning:
         report.add("warn", warning)

@@ -178,3 +178,162 @@ def test_record_brings_us_along(bare, work):
     assert sorted(p.name for p in work.iterdir()) == sorted(
         ["prog.py", "site", "userbase", "marks", "out.svg", "out.folded", "installed.svg", "installed.folded"])
     assert files_under(package) == before_package
+
+
+def host_cli():
+    host = [i for i in INTERPRETERS if i.name == "host-3.11"]
+    if not host:
+        pytest.skip("host-3.11 missing: run scripts/test-interpreters.sh")
+    return host[0]
+
+
+# Real interpreters our module cannot work in (pyenv's, where the machine has them).
+TOO_OLD = [PYENV / "3.8.18" / "bin" / "python3.8", PYENV / "3.6.15" / "bin" / "python3.6",
+           PYENV / "2.7.18" / "bin" / "python2.7"]
+
+
+def assert_refused(status, stdout, stderr, work, before, reason):
+    """record stopped before starting anything, with one line naming the reason and the fix."""
+    assert status == 2, stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("perf-trampoline: "), stderr
+    assert " cannot be profiled: " + reason in stderr and "fix: " in stderr, stderr
+    assert stdout == ""
+    assert sorted(p.name for p in work.iterdir()) == before, "record made nothing"
+
+
+@pytest.mark.parametrize("python", TOO_OLD, ids=[p.name for p in TOO_OLD])
+def test_record_and_doctor_refuse_a_cpython_older_than_3_9(python, work):
+    if not python.exists():
+        pytest.skip("%s is not on this machine" % python)
+    interp = host_cli()
+    (work / "prog.py").write_text(PROGRAM)
+    version = python.parent.parent.name  # pyenv's directory is the full version
+    status, stdout, stderr = cli(interp, ["record", "-o", "out.svg", "--", str(python), "prog.py", "1", "parent"], work)
+    assert_refused(status, stdout, stderr, work, ["prog.py"],
+                   "it is CPython %s, and perf-trampoline needs CPython 3.9 or newer" % version)
+    status, stdout, _ = cli(interp, ["doctor", "--python", str(python)], work)
+    assert status == 2
+    assert "FAIL  %s cannot be profiled: it is CPython %s" % (python, version) in stdout
+
+
+# Stand-ins for interpreters this machine does not have (no PyPy, no free-threaded build, no
+# other architecture or C library can be installed here): Debian's CPython 3.11 with one
+# answer changed, so the probe's own code runs and meets that answer. They test the refusal
+# and its message, not the detection on a real PyPy & co.
+FAKE = r'''#!/usr/bin/python3.11
+import os, platform, sys, sysconfig
+%s
+if sys.argv[1:2] == ["-c"]:
+    code, sys.argv = sys.argv[2], ["-c"] + sys.argv[3:]
+    exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})
+'''
+
+FAKES = {
+    "pypy": ('platform.python_implementation = lambda: "PyPy"',
+             "it is PyPy {version}, and perf-trampoline's module is a CPython extension"),
+    "free-threaded": ('real = sysconfig.get_config_var\n'
+                      'sysconfig.get_config_var = lambda name: 1 if name == "Py_GIL_DISABLED" else real(name)',
+                      "it is a free-threaded build of CPython {version}, and perf-trampoline supports GIL builds only; "
+                      "fix: run the program with the GIL build (python{minor}, not python{minor}t)"),
+    "aarch64": ('platform.machine = lambda: "aarch64"',
+                "it runs aarch64 code (64-bit), and perf-trampoline's module here is built for x86_64 (64-bit)"),
+    "musl": ('def confstr(name):\n    raise ValueError(name)\n'
+             'os.confstr = confstr\nplatform.libc_ver = lambda *args: ("musl", "1.2.5")',
+             "it uses the C library musl, and perf-trampoline's module here is linked against glibc"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FAKES))
+def test_record_and_doctor_refuse_where_our_module_cannot_work(kind, work):
+    """Refusals for PyPy, a free-threaded build, another architecture, another C library: with
+    a stand-in interpreter (FAKE above: this machine has none of them)."""
+    if not os.path.exists("/usr/bin/python3.11"):
+        pytest.skip("the stand-ins run Debian's /usr/bin/python3.11, not on this machine")
+    interp = host_cli()
+    patch, reason = FAKES[kind]
+    version = subprocess.run(["/usr/bin/python3.11", "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True).stdout.decode().strip()
+    reason = reason.format(version=version, minor=version.rsplit(".", 1)[0])
+    fake = work / ("python3-" + kind)
+    fake.write_text(FAKE % patch)
+    fake.chmod(0o755)
+    (work / "prog.py").write_text(PROGRAM)
+    before = sorted(p.name for p in work.iterdir())
+    status, stdout, stderr = cli(interp, ["record", "-o", "out.svg", "--", str(fake), "prog.py", "1", "parent"], work)
+    assert_refused(status, stdout, stderr, work, before, reason)
+    status, stdout, _ = cli(interp, ["doctor", "--python", str(fake)], work)
+    assert status == 2
+    # The interpreter names itself by its sys.executable: the one behind the stand-in.
+    assert "FAIL  /usr/bin/python3.11 cannot be profiled: %s" % reason in stdout
+
+
+def test_doctor_says_which_way_record_takes(work):
+    interp = host_cli()
+    if not os.path.exists("/usr/bin/python3.11"):
+        pytest.skip("needs Debian's /usr/bin/python3.11 (without perf_trampoline)")
+    status, stdout, _ = cli(interp, ["doctor", "--python", "/usr/bin/python3.11"], work)
+    assert "perf-trampoline doctor (for /usr/bin/python3.11)" in stdout
+    assert ("ok    /usr/bin/python3.11 does not have perf_trampoline: record brings this one along (%s)"
+            % bring_along.PACKAGE) in stdout
+    assert status < 2, stdout
+    status, stdout, _ = cli(interp, ["doctor", "--python", interp.python[0]], work)
+    assert "ok    perf_trampoline is importable by %s: record uses that installation" % interp.python[0] in stdout
+
+
+def run_hooked(python, args, env, cwd):
+    """``python args`` with our start-up directory first on PYTHONPATH, as record starts it."""
+    with bring_along.start_up_dir() as path:
+        full = bring_along.target_env(dict(os.environ, **env), path)
+        return subprocess.run([python] + args, env=full, cwd=cwd, capture_output=True, timeout=120)
+
+
+def test_the_users_failing_sitecustomize_fails_as_without_us(work):
+    python = "/usr/bin/python3.11"
+    if not os.path.exists(python):
+        pytest.skip("needs Debian's /usr/bin/python3.11 (without perf_trampoline)")
+    (work / "site").mkdir()
+    (work / "site" / "sitecustomize.py").write_text("raise RuntimeError('the site is broken')\n")
+    env = {"PYTHONPATH": str(work / "site")}
+    show = ["-c", "import sys; print(sorted(m for m in sys.modules if 'customize' in m))"]
+    alone = subprocess.run([python] + show, env=dict(os.environ, **env), capture_output=True, cwd=work)
+    hooked = run_hooked(python, show, dict(env, PERF_TRAMPOLINE="perf"), work)
+    assert alone.stderr.startswith(b"Error in sitecustomize")
+    assert (hooked.returncode, hooked.stdout, hooked.stderr) == (alone.returncode, alone.stdout, alone.stderr)
+
+
+def test_without_children_the_environment_forgets_us(work):
+    """PERF_TRAMPOLINE_CHILDREN=0: support for this process only, and children do not even find
+    our start-up directory: PYTHONPATH is the user's again (or gone, when they had none)."""
+    python = "/usr/bin/python3.11"
+    if not os.path.exists(python):
+        pytest.skip("needs Debian's /usr/bin/python3.11 (without perf_trampoline)")
+    show = ["-c", "import os, perf_trampoline; print(perf_trampoline.is_active(), os.environ.get('PYTHONPATH'),"
+                  " os.getpid())"]
+    for users in ({}, {"PYTHONPATH": str(work)}):
+        out = run_hooked(python, show, dict(users, PERF_TRAMPOLINE="perf", PERF_TRAMPOLINE_CHILDREN="0"), work)
+        active, pythonpath, pid = out.stdout.decode().split()
+        for path in named_for(int(pid)):
+            os.unlink(path)
+        assert (active, pythonpath) == ("True", users.get("PYTHONPATH", "None")), out.stderr
+
+
+def test_the_start_up_directory_is_private_and_checked_before_use():
+    with bring_along.start_up_dir() as path:
+        hook = os.path.join(path, "sitecustomize.py")
+        assert stat.S_IMODE(os.lstat(path).st_mode) == 0o700 and os.lstat(path).st_uid == os.geteuid()
+        assert stat.S_IMODE(os.lstat(hook).st_mode) == 0o600 and stat.S_ISREG(os.lstat(hook).st_mode)
+        assert os.listdir(path) == ["sitecustomize.py"]
+        assert bring_along.target_env({"PYTHONPATH": "/a"}, path)["PYTHONPATH"] == path + os.pathsep + "/a"
+        os.chmod(path, 0o755)  # someone else could now see in
+        with pytest.raises(OSError, match="no longer a directory of ours with mode 0700"):
+            bring_along.target_env({}, path)
+        os.chmod(path, 0o700)
+        os.rename(hook, hook + ".moved")
+        os.symlink(hook + ".moved", hook)  # a link in its place is not followed, it is refused
+        with pytest.raises(OSError, match="no longer a file of ours with mode 0600"):
+            bring_along.target_env({}, path)
+    assert not os.path.exists(path), "removed with everything in it"
+    with pytest.raises(ZeroDivisionError):
+        with bring_along.start_up_dir() as path:
+            1 / 0
+    assert not os.path.exists(path), "removed when the block fails too"

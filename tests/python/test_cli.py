@@ -428,16 +428,6 @@ def test_doctor_and_record_with_cpythons_own_trampoline_switched_on(interp, work
     assert top_self_function(stdout) == "py::spin:" + prog, stderr + stdout
 
 
-def test_doctor_python_option_checks_that_interpreter(work):
-    host = [i for i in INTERPRETERS if i.name == "host-3.11"]
-    if not host or not os.path.exists("/usr/bin/python3.11"):
-        pytest.skip("needs host-3.11 and Debian's /usr/bin/python3.11")
-    status, stdout, _ = cli(host[0], ["doctor", "--python", "/usr/bin/python3.11"], work)
-    assert status == 2
-    assert "perf-trampoline doctor (for /usr/bin/python3.11)" in stdout
-    assert "FAIL  /usr/bin/python3.11 cannot import perf_trampoline" in stdout
-
-
 PERF_SCRIPT = (
     "Web Content  4321/4322 \n"
     "\t7f01 py::inner:/a.py (/tmp/perf-4321.map)\n"

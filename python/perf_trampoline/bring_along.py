@@ -64,6 +64,12 @@ def describe(probe):
     return "FAIL", problem
 
 
+def untold(program):
+    """record's note when it cannot tell which Python ``program`` runs."""
+    return ("cannot tell which Python %s runs: any Python in it that lacks perf_trampoline gets this one (%s), "
+            "where it can load" % (program, PACKAGE))
+
+
 def _private_dir_error(path):
     """None if ``path`` is still the directory we made (ours, 0700, not a link) holding only
     our start-up file (ours, 0600, a regular file), else what is wrong."""

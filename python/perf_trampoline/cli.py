@@ -314,6 +314,8 @@ def record(args, prog):
         warning = checks.hook_warning(probe)
         if warning:
             say("warning: " + warning)
+    elif python is None:
+        say(bring_along.untold(command[0]))
     mode, why = checks.choose_mode(args.mode, probe)
     perf, version, text = _find_perf()
     if mode.name == "dwarf" and version < checks.PERF_FOR_JITDUMP:

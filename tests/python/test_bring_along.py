@@ -337,3 +337,25 @@ def test_the_start_up_directory_is_private_and_checked_before_use():
         with bring_along.start_up_dir() as path:
             1 / 0
     assert not os.path.exists(path), "removed when the block fails too"
+
+
+def test_record_brings_us_along_where_it_cannot_tell_the_python(work):
+    """A shell runs the interpreter: record cannot probe it, brings us along all the same, and
+    the hook in the interpreter (Debian's 3.11, without us) turns support on."""
+    python = "/usr/bin/python3.11"
+    if not os.path.exists(python):
+        pytest.skip("needs Debian's /usr/bin/python3.11 (without perf_trampoline)")
+    interp = host_cli()
+    prog = str(work / "prog.py")
+    (work / "prog.py").write_text(PROGRAM)
+    before = our_site_dirs()
+    status, stdout, stderr = cli(interp, ["record", "-o", "out.svg", "--", "/bin/sh", "-c",
+                                          "%s %s 1 parent" % (python, prog)], work)
+    for pid in (v["pid"] for v in views(stdout).values()):
+        for path in named_for(pid):
+            os.unlink(path)
+    assert status == 0, stderr
+    assert "cannot tell which Python /bin/sh runs: any Python in it that lacks perf_trampoline gets this one" in stderr
+    stacks = folded_stacks(work / "out.folded")
+    assert chain_share(stacks, prog) >= 0.9, stacks
+    assert our_site_dirs() - before == set()

@@ -9,11 +9,10 @@ import os
 import pathlib
 import stat
 import subprocess
-import sys
 
 import pytest
 
-from conftest import INTERPRETERS
+from conftest import BUSY_FUNCTIONS, INTERPRETERS
 from test_cli import cli, folded_stacks, named_for, qualnames
 
 from perf_trampoline import bring_along
@@ -23,16 +22,7 @@ PYENV = pathlib.Path.home() / ".pyenv" / "versions"
 # Busy in a function of its own in each role; prints what it sees of its start-up as one JSON
 # line. The parent then runs a child of the same interpreter (a new process: support must
 # reach it through the environment).
-PROGRAM = r'''
-import json, os, subprocess, sys, time
-def spin(seconds):
-    end = time.time() + seconds
-    n = 0
-    while time.time() < end:
-        n += 1
-    return n
-def busy(seconds):
-    return spin(seconds)
+PROGRAM = BUSY_FUNCTIONS + r'''
 def child_busy(seconds):
     return spin(seconds)
 role = sys.argv[2]

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import INTERPRETERS, ROOT, copy_example
+from conftest import BUSY_FUNCTIONS, INTERPRETERS, ROOT, copy_example
 from perf_trampoline._native import flamegraph_svg
 from perf_trampoline.stacks import Profile
 
@@ -30,16 +30,7 @@ MAIN = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.name in MAIN_MODE]
 
 # Works in a function for a while (printing its pid first), then exits as told: "exit",
 # "raise" (an uncaught exception) or "segv" (killed by SIGSEGV).
-BUSY = r'''
-import os, signal, sys, time
-def spin(seconds):
-    end = time.time() + seconds
-    n = 0
-    while time.time() < end:
-        n += 1
-    return n
-def busy(seconds):
-    return spin(seconds)
+BUSY = BUSY_FUNCTIONS + r'''
 print(os.getpid(), flush=True)
 busy(float(sys.argv[1]))
 if sys.argv[2] == "raise":

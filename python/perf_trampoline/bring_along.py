@@ -26,8 +26,10 @@ def way(probe):
     """(INSTALLED or BRING, None), or (None, why not and the fix) for an interpreter probed
     by checks.probe_python. An interpreter the probe could not run is brought along to: the
     hook turns support on only where it can."""
-    if "error" in probe or "support_error" not in probe:
-        return (INSTALLED if "error" not in probe else BRING), None
+    if "error" in probe:
+        return BRING, None
+    if "support_error" not in probe:
+        return INSTALLED, None
     problem = _refusal(probe)
     if problem:
         return None, "%s cannot be profiled: %s" % (probe["executable"], problem)

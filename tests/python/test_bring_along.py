@@ -347,3 +347,43 @@ def test_record_brings_us_along_where_it_cannot_tell_the_python(work):
     stacks = folded_stacks(work / "out.folded")
     assert chain_share(stacks, prog) >= 0.9, stacks
     assert our_site_dirs() - before == set()
+
+
+HIDDEN = [pathlib.Path("/usr/bin/python3.11"), PYENV / "3.13.0" / "bin" / "python3.13", PYENV / "3.9.18" / "bin" / "python3.9"]
+
+
+@pytest.mark.parametrize("python", HIDDEN, ids=[str(p) for p in HIDDEN])
+def test_start_up_is_as_without_us(python, work):
+    """The interpreter's own sitecustomize (Debian's) or none at all (pyenv's): the program
+    finds the same in sys.modules and sys.path as without us, and support is on."""
+    if not python.exists():
+        pytest.skip("%s is not on this machine" % python)
+    show = ["-c", "import json, sys; print(json.dumps([sys.path, getattr(sys.modules.get('sitecustomize'), "
+                  "'__file__', 'none'), 'perf_trampoline' in sys.modules and sys.modules['perf_trampoline'].is_active(),"
+                  " __import__('os').getpid()]))"]
+    alone = subprocess.run([str(python)] + show, capture_output=True, cwd=work)
+    hooked = run_hooked(str(python), show, {"PERF_TRAMPOLINE": "perf"}, work)
+    path, sitecustomize, active, pid = json.loads(hooked.stdout)
+    for left in named_for(pid):
+        os.unlink(left)
+    expected_path, expected_sitecustomize, _, _ = json.loads(alone.stdout)
+    assert (path, sitecustomize, active) == (expected_path, expected_sitecustomize, True), hooked.stderr
+    assert hooked.stderr == alone.stderr == b""
+
+
+@pytest.mark.parametrize("python", TOO_OLD, ids=[p.name for p in TOO_OLD])
+def test_a_python_that_cannot_load_us_runs_without_support(python, work):
+    """What a child of the recorded program meets when it runs an interpreter our module
+    cannot work in: one line, then the program, the user's sitecustomize included."""
+    if not python.exists():
+        pytest.skip("%s is not on this machine" % python)
+    env = user_start_up(work, (3, 9))
+    show = ["-c", "import os; print(os.getpid())"]
+    out = run_hooked(str(python), show, dict(env, PERF_TRAMPOLINE="perf"), work)
+    pid = int(out.stdout)
+    assert out.returncode == 0
+    assert out.stderr.decode() == "perf_trampoline: %s is not profiled: it is CPython %s, and perf-trampoline needs " \
+        "CPython 3.9 or newer; fix: run the program with CPython 3.9 or newer (a GIL build)\n" % (
+            python, python.parent.parent.name)
+    assert "sitecustomize %d" % pid in (work / "marks").read_text().split("\n")
+    assert named_for(pid) == []

@@ -282,11 +282,15 @@ def test_the_users_failing_sitecustomize_fails_as_without_us(work):
     (work / "site").mkdir()
     (work / "site" / "sitecustomize.py").write_text("raise RuntimeError('the site is broken')\n")
     env = {"PYTHONPATH": str(work / "site")}
-    show = ["-c", "import sys; print(sorted(m for m in sys.modules if 'customize' in m))"]
+    show = ["-c", "import json, os, sys; print(json.dumps([sorted(m for m in sys.modules if 'customize' in m), "
+                  "os.getpid()]))"]
     alone = subprocess.run([python] + show, env=dict(os.environ, **env), capture_output=True, cwd=work)
     hooked = run_hooked(python, show, dict(env, PERF_TRAMPOLINE="perf"), work)
+    modules, pid = json.loads(hooked.stdout)
+    for left in named_for(pid):
+        os.unlink(left)
     assert alone.stderr.startswith(b"Error in sitecustomize")
-    assert (hooked.returncode, hooked.stdout, hooked.stderr) == (alone.returncode, alone.stdout, alone.stderr)
+    assert (hooked.returncode, modules, hooked.stderr) == (alone.returncode, json.loads(alone.stdout)[0], alone.stderr)
 
 
 def test_without_children_the_environment_forgets_us(work):
@@ -387,3 +391,34 @@ def test_a_python_that_cannot_load_us_runs_without_support(python, work):
             python, python.parent.parent.name)
     assert "sitecustomize %d" % pid in (work / "marks").read_text().split("\n")
     assert named_for(pid) == []
+
+
+WORKERS = r'''
+import json, multiprocessing, os, sys
+def work(_):
+    import perf_trampoline
+    return os.getpid(), perf_trampoline.is_active(), sys.path
+if __name__ == "__main__":
+    seen = {}
+    for method in ("spawn", "forkserver", "fork"):
+        with multiprocessing.get_context(method).Pool(1) as pool:
+            seen[method] = pool.map(work, [0])[0]
+    print(json.dumps([os.getpid(), sys.path, seen]))
+'''
+
+
+@pytest.mark.parametrize("python", HIDDEN, ids=[str(p) for p in HIDDEN])
+def test_multiprocessing_workers_get_support(python, work):
+    """Workers of every start method, in an interpreter without us: support on, and the
+    sys.path their parent has (spawn and forkserver start new processes that find us
+    through PYTHONPATH)."""
+    if not python.exists():
+        pytest.skip("%s is not on this machine" % python)
+    (work / "workers.py").write_text(WORKERS)
+    out = run_hooked(str(python), ["workers.py"], {"PERF_TRAMPOLINE": "perf"}, work)
+    parent, path, seen = json.loads(out.stdout)
+    for pid in [parent] + [pid for pid, _, _ in seen.values()]:
+        for left in named_for(pid):
+            os.unlink(left)
+    assert {method: (active, worker_path == path) for method, (_, active, worker_path) in seen.items()} == {
+        "spawn": (True, True), "forkserver": (True, True), "fork": (True, True)}, out.stderr

@@ -18,13 +18,13 @@ INSTALLED, BRING = "installed", "bring along"
 
 
 def probe_args():
-    """What checks' probe needs to tell whether an interpreter can load our module."""
+    """What interpreter.probe_python needs to tell whether an interpreter can load our module."""
     return [HOOK, PACKAGE]
 
 
 def way(probe):
     """(INSTALLED or BRING, None), or (None, why not and the fix) for an interpreter probed
-    by checks.probe_python. An interpreter the probe could not run is brought along to: the
+    by interpreter.probe_python. An interpreter the probe could not run is brought along to: the
     hook turns support on only where it can."""
     if "error" in probe:
         return BRING, None
@@ -37,8 +37,6 @@ def way(probe):
 
 
 def _refusal(probe):
-    if "implementation" not in probe:  # the probe did not get as far as our facts
-        return "it cannot import perf_trampoline (%s); fix: install it there" % probe["support_error"]
     problem = bring_along_hook.refusal(probe)
     if problem:
         return problem
@@ -68,8 +66,8 @@ def describe(probe):
 
 def untold(program):
     """record's note when it cannot tell which Python ``program`` runs."""
-    return ("cannot tell which Python %s runs: any Python in it that lacks perf_trampoline gets this one (%s), "
-            "where it can load" % (program, PACKAGE))
+    return ("cannot tell which Python %s runs: any Python in it that lacks perf_trampoline gets this one (%s) "
+            "where our module can work" % (program, PACKAGE))
 
 
 def _private_dir_error(path):
@@ -88,14 +86,14 @@ def _private_dir_error(path):
 
 
 @contextlib.contextmanager
-def start_up_dir(package=PACKAGE):
+def start_up_dir():
     """A private directory (made exclusively, 0700, under the temporary directory) holding
-    ``sitecustomize.py`` that brings ``package`` along; removed with everything in it
+    ``sitecustomize.py`` that brings our package along; removed with everything in it
     (the target's bytecode of it) when the block ends."""
     path = os.path.abspath(tempfile.mkdtemp(prefix="perf-trampoline-site-"))
     try:
         with open(HOOK, encoding="utf-8") as f:
-            text = f.read() + "\n\nstep_aside(%r)\n" % package
+            text = f.read() + "\n\nstep_aside(%r)\n" % PACKAGE
         fd = os.open(os.path.join(path, "sitecustomize.py"),
                      os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

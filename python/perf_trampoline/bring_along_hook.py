@@ -5,12 +5,12 @@
 (bring_along.py). At start-up it loads our package from the tool's own installation, turns
 support on as the installed ``perf_trampoline.pth`` would, then steps aside: takes its
 directory off ``sys.path`` and imports the ``sitecustomize`` it hides, if there is one.
-The probe in checks.py runs ``facts``, ``refusal`` and ``load`` from here too, so what
+The probe in interpreter.py runs ``facts``, ``refusal`` and ``load`` from here too, so what
 ``record`` and ``doctor`` predict is what the target will do.
 
 Any Python may start inside that process tree (a child may be PyPy, an old CPython, even
-Python 2), so this file keeps to syntax they all parse, and does nothing but run the hidden
-``sitecustomize`` where our module cannot work.
+Python 2), so this file keeps to syntax they all parse; where our module cannot work it says
+so in one line and only runs the hidden ``sitecustomize``.
 """
 
 import os

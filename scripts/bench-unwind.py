@@ -30,7 +30,7 @@ OURS = r"""
 import json, sys, time
 from perf_trampoline import unwound
 started = time.perf_counter()
-profile, result = unwound.read(sys.argv[1], False, lambda n: None)
+profile, result = unwound.read(sys.argv[1], False, lambda n, nbytes: None)
 print(json.dumps({"seconds": time.perf_counter() - started, "samples": profile.samples,
                   "in_python": profile.in_python, "pids": sorted(result["pids"])}))
 """

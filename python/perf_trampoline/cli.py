@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from . import checks, leftovers, unwound
+from . import checks, leftovers, streaming, unwound
 from .stacks import Profile
 
 # Signals that stop a recording (perf then writes what it has) or abort the processing.
@@ -197,7 +197,7 @@ class Session:
         """Folds the samples of ``data`` (perf map, ``--call-graph dwarf``) through our unwinder."""
         progress = Progress("unwinding")
         try:
-            profile, result = unwound.read(data, native, lambda n: progress.tick("%d samples" % n))
+            profile, result = unwound.read(data, native, lambda n, nbytes: progress.tick("%d samples" % n))
         except ValueError as e:
             raise Failure(str(e))
         self.pids.update(result["pids"])
@@ -321,6 +321,10 @@ def record(args, prog):
     say("mode %s (%s): %s" % (mode.name, mode.summary, why))
 
     session = Session(perf, args.output)
+    if mode.name == "unwind":
+        return _record_streaming(args, prog, perf, mode, env, session)
+    if args.duration is not None:
+        raise Failure("--duration is for the unwind mode (the default)")
     data = os.path.join(session.work, "perf.data")
     keep_outputs = False  # the target's perf maps and jitdumps
     try:
@@ -379,6 +383,51 @@ def record(args, prog):
                 _unlink("/tmp/perf-%d.map" % pid)
             for dump in session.dumps:
                 _unlink(dump)
+        session.close()
+
+
+def _record_streaming(args, prog, perf, mode, env, session):
+    """The unwind mode: perf's output unwound as it is written, no perf.data on disk unless
+    --keep (see streaming.py for why)."""
+    command = args.command
+    options = mode.record_options(args.freq, args.stack_size)
+    say("recording: perf record %s -o - -- %s" % (" ".join(options), " ".join(shlex.quote(w) for w in command)))
+    kept = session.stem + ".perf.data" if args.keep else None
+    if kept and os.path.lexists(kept):
+        _unlink(kept)
+    rec = streaming.Recording(perf, options, command, env, args.native, kept, args.duration)
+    keep_outputs = bool(kept)
+    try:
+        try:
+            returncode = rec.run(_on_signals)
+        except OSError as e:
+            raise Failure("%s: %s" % (e.filename or kept, e.strerror or e))
+        except KeyboardInterrupt:
+            say("interrupted")
+            return 130
+        if isinstance(rec.error, ValueError) or rec.result is None:
+            raise Failure("perf could not record (its message is above).\n  "
+                          + "\n  ".join(checks.permission_help())
+                          + "\n  `%s doctor` checks the whole set-up." % prog)
+        session.pids.update(rec.result["pids"])
+        for note in rec.result["notes"]:
+            say("note: " + note)
+        if rec.stopped_by == "duration":
+            say("recording stopped after %g s (--duration); the target %s" % (args.duration, _describe(returncode)))
+        elif rec.stopped_by:
+            say("recording stopped by %s; the target %s" % (rec.stopped_by, _describe(returncode)))
+        elif returncode != 0:
+            say("the target %s" % _describe(returncode))
+        title = " ".join([os.path.basename(command[0])] + command[1:])
+        session.write(rec.profile, "%s (%s mode)" % (title, mode.name), args.top)
+        if kept:
+            say("kept %s and the perf maps it needs: %s report %s, or perf report -i %s"
+                % (kept, prog, shlex.quote(kept), shlex.quote(kept)))
+        return _status_of(returncode)
+    finally:
+        if not keep_outputs:
+            for pid in session.pids:
+                _unlink("/tmp/perf-%d.map" % pid)
         session.close()
 
 
@@ -474,6 +523,9 @@ def _parser(prog):
     rec.add_argument("--stack-size", type=_stack_size, default=checks.DEFAULT_STACK_SIZE, metavar="BYTES",
                      help="unwind and dwarf modes: stack bytes copied per sample (default: %d, about 45 Python calls deep; "
                           "at most %d)" % (checks.DEFAULT_STACK_SIZE, checks.MAX_STACK_SIZE))
+    rec.add_argument("--duration", type=_seconds, metavar="S",
+                     help="unwind mode: stop recording after S seconds and end the command as Ctrl-C to "
+                          "perf-trampoline would (perf sends it SIGTERM)")
     rec.add_argument("--keep", action="store_true",
                      help="keep perf.data (as <output>.perf.data), the perf maps, jitdumps and jitted-*.so files")
     rec.add_argument("command", nargs=argparse.REMAINDER, help="the program to profile, after --")
@@ -491,6 +543,13 @@ def _parser(prog):
                          "(in $PERF_TRAMPOLINE_DIR, else /tmp)")
     cln.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
     return parser
+
+
+def _seconds(text):
+    n = float(text)
+    if not n > 0:
+        raise argparse.ArgumentTypeError("a number of seconds above 0")
+    return n
 
 
 def _stack_size(text):

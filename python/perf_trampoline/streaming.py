@@ -1,0 +1,122 @@
+"""``record``'s default mode without a perf.data on disk: ``perf record -o -`` writes perf's
+pipe format into a pipe, and the extension's unwinder (src/perfdata/stream.rs) unwinds each
+sample as it arrives, keeping only the folded stacks.
+
+Why streaming, measured (benches/README.md, "Long recordings"): a copied 32 KiB stack is
+~33 KB per sample, so a minute of 4 busy threads at 999 Hz is ~8 GB of perf.data; ``perf
+record -z`` shrinks it about 56 times but it still grows with the run, and reading it needs a
+zstd decoder in the extension. Read as it is made, the recording needs no disk at all and the
+memory of its distinct stacks, whatever its length. ``--keep`` copies the stream to a file as
+it is read (perf report reads perf's pipe format from a file too).
+"""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from .progress import Progress, size
+from .stacks import Profile
+
+
+class Recording:
+    """One ``perf record -o -`` of a command, unwound while it runs. ``run()`` returns the
+    command's exit status; then ``profile``, ``result`` (the unwinder's pids, notes,
+    samples), ``stopped_by`` (the signal that stopped it early, or "duration")."""
+
+    def __init__(self, perf, options, command, env, native, keep_to=None, duration=None):
+        self.argv = [perf, "record"] + options + ["-q", "-o", "-", "--"] + command
+        self.env = env
+        self.native = native
+        self.keep_to = keep_to
+        self.duration = duration
+        self.profile = self.result = self.error = None
+        self.stopped_by = None
+        self.cancelled = False
+        self.progress = None
+        self.samples = self.bytes = 0
+        self.processing = 0.0  # seconds from perf's end to the profile
+
+    def run(self, on_signals):
+        """Records until the command ends, the duration is up or a signal in STOP_SIGNALS
+        arrives (``on_signals(handler)`` installs the handler for the recording)."""
+        copy_fd = None
+        if self.keep_to:
+            # Ours alone, never through a link: the copy may be handed to perf report later.
+            copy_fd = os.open(self.keep_to, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              0o600)
+        try:
+            proc = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.PIPE)
+            self.progress = Progress("recording")
+            worker = threading.Thread(target=self._unwind, args=(proc.stdout.fileno(), copy_fd), daemon=True)
+            worker.start()
+
+            def stop(signum, frame):
+                self.stopped_by = self.stopped_by or signal.Signals(signum).name
+                proc.send_signal(signal.SIGINT)
+
+            with on_signals(stop):
+                returncode = self._wait(proc)
+            recorded = self.progress.elapsed()
+            finishing = self._finish(worker)
+            self.progress.done("%d samples, %s of perf data unwound as it came%s"
+                               % (self.samples, size(self.bytes), ", copied to " + self.keep_to if self.keep_to else ""),
+                               recorded)
+            finishing.done("%d samples in all" % self.samples, self.processing)
+            proc.stdout.close()
+            return returncode
+        finally:
+            if copy_fd is not None:
+                os.close(copy_fd)
+
+    def _wait(self, proc):
+        """perf's exit status (the command's, as perf passes it on); at the duration's end perf
+        is stopped as by Ctrl-C to us, and stops the command (SIGTERM)."""
+        deadline = None if self.duration is None else time.monotonic() + self.duration
+        while True:
+            timeout = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            try:
+                return proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            self.progress.tick("%.0f s, %d samples, %s" % (self.progress.elapsed(), self.samples, size(self.bytes)))
+            if deadline is not None and time.monotonic() >= deadline and self.stopped_by is None:
+                self.stopped_by = "duration"
+                proc.send_signal(signal.SIGINT)
+
+    def _finish(self, worker):
+        """Waits for the unwinder to read the rest (what perf wrote before it ended)."""
+        progress = Progress("processing")
+        try:
+            while worker.is_alive():
+                worker.join(0.2)
+                progress.tick("%d samples" % self.samples)
+        except BaseException:
+            self.cancelled = True
+            raise
+        if self.error is not None:
+            raise self.error
+        self.processing = progress.elapsed()
+        return progress
+
+    def _tick(self, samples, nbytes):
+        self.samples, self.bytes = samples, nbytes
+        if self.cancelled:
+            raise KeyboardInterrupt
+
+    def _unwind(self, fd, copy_fd):
+        from ._native import unwind_perf_stream
+
+        try:
+            self.result = unwind_perf_stream(fd, copy_fd, self._tick)
+            names = self.result["names"]
+            profile = Profile(self.native)
+            for comm, frames, count in self.result["stacks"]:
+                profile.add(names[comm], [names[i] for i in frames], count)
+            self.profile = profile
+        except BaseException as e:  # handed to the main thread
+            self.error = e
+            # perf must not block on a full pipe: read on to its end.
+            while os.read(fd, 1 << 16):
+                pass

@@ -7,8 +7,10 @@ and in the dwarf mode (perf.data, perf inject --jit), and `perf record -z` recor
 program once more (what a compressed perf.data would cost). Printed per row: samples, the share
 of samples with the workload's full Python chain, and bytes per sample of each recording.
 
-Workloads: `seed` (examples/seed_example.py: <module> > baz > bar > foo) and `threads`
-(tests/python/busy_threads.py, 4 threads: worker > step at the base of every thread's stack).
+Workloads: `seed` (examples/seed_example.py: <module> > baz > bar > foo), `threads`
+(tests/python/busy_threads.py, 4 threads: worker > step at the base of every thread's stack)
+and `deep` (scripts/deep_stack.py: busy 31 Python calls deep, the chain complete only when
+the copied stack reaches <module>).
 """
 
 import argparse
@@ -28,6 +30,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKLOADS = {
     "seed": (ROOT / "examples" / "seed_example.py", ["60000000"], lambda q: q == ["<module>", "baz", "bar", "foo"]),
     "threads": (ROOT / "tests" / "python" / "busy_threads.py", ["5"], lambda q: q[:2] == ["worker", "step"]),
+    # 30 levels: about 21 KiB of C stack with the hook on (~700 bytes per Python call).
+    "deep": (ROOT / "scripts" / "deep_stack.py", ["30"], lambda q: q == ["<module>"] + ["level"] * 31 + ["spin"]),
 }
 
 
@@ -84,7 +88,7 @@ def compressed(interp, work, prog, args, stack_size, freq):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--interpreters", default="host-3.11,sid-3.14", help="names from target/interpreters.json")
-    ap.add_argument("--workloads", default="seed,threads")
+    ap.add_argument("--workloads", default="seed,threads,deep")
     ap.add_argument("--stack-sizes", default="8192,16384,32768")
     ap.add_argument("--modes", default="unwind,dwarf")
     ap.add_argument("--freq", type=int, default=999)

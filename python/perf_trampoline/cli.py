@@ -546,8 +546,11 @@ def _parser(prog):
 
 
 def _seconds(text):
-    n = float(text)
-    if not n > 0:
+    try:
+        n = float(text)
+    except ValueError:
+        n = 0
+    if not 0 < n < float("inf"):
         raise argparse.ArgumentTypeError("a number of seconds above 0")
     return n
 

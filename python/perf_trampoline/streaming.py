@@ -13,11 +13,17 @@ it is read (perf report reads perf's pipe format from a file too).
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
 from .progress import Progress, size
 from .stacks import Profile
+
+
+# perf gives the command its stderr as stdout when its own stdout is the recording's pipe; this
+# puts our stdout back in its place (-I -S: no site, so no perf-trampoline in the wrapper).
+RESTORE_STDOUT = "import os, sys; fd = int(sys.argv[1]); os.dup2(fd, 1); os.close(fd); os.execvp(sys.argv[2], sys.argv[2:])"
 
 
 class Recording:
@@ -26,7 +32,8 @@ class Recording:
     samples), ``stopped_by`` (the signal that stopped it early, or "duration")."""
 
     def __init__(self, perf, options, command, env, native, keep_to=None, duration=None):
-        self.argv = [perf, "record"] + options + ["-q", "-o", "-", "--"] + command
+        self.perf_argv = [perf, "record"] + options + ["-q", "-o", "-", "--"]
+        self.command = command
         self.env = env
         self.native = native
         self.keep_to = keep_to
@@ -46,8 +53,16 @@ class Recording:
             # Ours alone, never through a link: the copy may be handed to perf report later.
             copy_fd = os.open(self.keep_to, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                               0o600)
+        stdout = None
         try:
-            proc = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.PIPE)
+            try:
+                stdout = os.dup(1)
+            except OSError:  # no stdout to hand on: the command gets stderr, as perf does
+                wrapper = []
+            else:
+                wrapper = [sys.executable, "-I", "-S", "-c", RESTORE_STDOUT, str(stdout)]
+            proc = subprocess.Popen(self.perf_argv + wrapper + self.command, env=self.env, stdout=subprocess.PIPE,
+                                    pass_fds=() if stdout is None else (stdout,))
             self.progress = Progress("recording")
             worker = threading.Thread(target=self._unwind, args=(proc.stdout.fileno(), copy_fd), daemon=True)
             worker.start()
@@ -67,8 +82,9 @@ class Recording:
             proc.stdout.close()
             return returncode
         finally:
-            if copy_fd is not None:
-                os.close(copy_fd)
+            for fd in (copy_fd, stdout):
+                if fd is not None:
+                    os.close(fd)
 
     def _wait(self, proc):
         """perf's exit status (the command's, as perf passes it on); at the duration's end perf

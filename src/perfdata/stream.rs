@@ -5,33 +5,25 @@
 
 use std::cell::Cell;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread;
 
 use linux_perf_data::PerfFileReader;
 
 use super::{Counted, Error, Progress, Unwound, unwind_records};
 
-/// A reader that writes what it reads into `copy` too. A failed write (a full disk) ends the
-/// copy, not the reading: the profile is worth more than the raw recording.
-struct Tee {
-    inner: File,
-    copy: Option<File>,
-    failed: Rc<Cell<Option<io::Error>>>,
-}
-
-impl Read for Tee {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(copy) = &mut self.copy
-            && let Err(e) = copy.write_all(&buf[..n])
-        {
-            self.failed.set(Some(e));
-            self.copy = None;
-        }
-        Ok(n)
-    }
-}
+/// Bytes read from the pipe at a time, and how many such reads may wait for the unwinder: at
+/// most 64 MB. perf blocks on a full pipe, and once its ring buffers fill it drops samples; the
+/// queue lets a slow moment of the unwinder (the first sample in a library loads its CFI and
+/// symbols) pass without losing any.
+const CHUNK: usize = 256 << 10;
+const QUEUED_CHUNKS: usize = 256;
+/// The pipe's own buffer (the kernel's default is 64 KiB, two 32 KiB stack copies).
+const PIPE_SIZE: libc::c_int = 1 << 20;
 
 /// Unwinds the pipe-format recording `input` until its end (perf exits), copying it to
 /// `copy` when given. `tick` as for `unwind_file`; it is called only as records arrive.
@@ -41,23 +33,84 @@ pub fn unwind_stream<E>(
     tick: impl FnMut(Progress) -> Result<(), E>,
 ) -> Result<Unwound, Error<E>> {
     const SOURCE: &str = "perf record's output";
+    // SAFETY: fcntl on a descriptor we own; failure (not a pipe, a lower limit) is harmless.
+    unsafe { libc::fcntl(input.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+    let failed = Arc::new(Mutex::new(None));
+    let (sender, receiver) = sync_channel(QUEUED_CHUNKS);
+    let reader_failed = Arc::clone(&failed);
+    let reader = thread::spawn(move || read_ahead(input, copy, &sender, &reader_failed));
     let read = Rc::new(Cell::new(0));
-    let failed = Rc::new(Cell::new(None));
-    let tee = Tee {
-        inner: input,
-        copy,
-        failed: Rc::clone(&failed),
-    };
-    let reader = Counted {
-        inner: BufReader::with_capacity(1 << 20, tee),
+    let queued = Counted {
+        inner: Queued {
+            receiver,
+            chunk: Vec::new(),
+            at: 0,
+        },
         read: Rc::clone(&read),
     };
-    let reader = PerfFileReader::parse_pipe(reader)
-        .map_err(|e| Error::Read(format!("{SOURCE}: not in perf's pipe format ({e})")))?;
-    let mut out = unwind_records(reader, SOURCE, &read, tick)?;
-    if let Some(e) = failed.take() {
+    let result = PerfFileReader::parse_pipe(queued)
+        .map_err(|e| Error::Read(format!("{SOURCE}: not in perf's pipe format ({e})")))
+        .and_then(|reader| unwind_records(reader, SOURCE, &read, tick));
+    // On an early return the receiver is gone and the reader stops at its next chunk.
+    drop(reader);
+    let mut out = result?;
+    if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
         out.notes
             .push(format!("the copy of the recording stopped early: {e}"));
     }
     Ok(out)
+}
+
+/// The reading thread: chunks of `input` into the queue (and `copy`) until its end. A failed
+/// write to `copy` (a full disk) ends the copy, not the reading: the profile is worth more
+/// than the raw recording.
+fn read_ahead(
+    mut input: File,
+    mut copy: Option<File>,
+    sender: &SyncSender<io::Result<Vec<u8>>>,
+    failed: &Mutex<Option<io::Error>>,
+) {
+    let mut buf = vec![0; CHUNK];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = sender.send(Err(e));
+                return;
+            }
+        };
+        if let Some(file) = &mut copy
+            && let Err(e) = file.write_all(&buf[..n])
+        {
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            copy = None;
+        }
+        if sender.send(Ok(buf[..n].to_vec())).is_err() {
+            return; // the unwinder stopped
+        }
+    }
+}
+
+/// The reading end of the queue, as one stream of bytes.
+struct Queued {
+    receiver: Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for Queued {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.chunk.len() {
+            match self.receiver.recv() {
+                Ok(chunk) => (self.chunk, self.at) = (chunk?, 0),
+                Err(_) => return Ok(0), // the reader is done: the end of the stream
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }

@@ -21,9 +21,15 @@ from .progress import Progress, size
 from .stacks import Profile
 
 
-# perf gives the command its stderr as stdout when its own stdout is the recording's pipe; this
-# puts our stdout back in its place (-I -S: no site, so no perf-trampoline in the wrapper).
-RESTORE_STDOUT = "import os, sys; fd = int(sys.argv[1]); os.dup2(fd, 1); os.close(fd); os.execvp(sys.argv[2], sys.argv[2:])"
+def restore_stdout(fd):
+    """A prefix for the command that gives it ``fd`` as its stdout: perf gives the command its
+    stderr as stdout when its own stdout is the recording's pipe. The shell costs the profile
+    a millisecond of start-up (the shell names descriptors 0 to 9 only, Python the rest)."""
+    if fd <= 9:
+        return ["/bin/sh", "-c", 'exec 1>&%d %d>&-; exec "$@"' % (fd, fd), "sh"]
+    # -I -S: no site, so no perf-trampoline in the wrapper.
+    code = "import os, sys; os.dup2(%d, 1); os.close(%d); os.execvp(sys.argv[1], sys.argv[1:])" % (fd, fd)
+    return [sys.executable, "-I", "-S", "-c", code]
 
 
 class Recording:
@@ -60,7 +66,7 @@ class Recording:
             except OSError:  # no stdout to hand on: the command gets stderr, as perf does
                 wrapper = []
             else:
-                wrapper = [sys.executable, "-I", "-S", "-c", RESTORE_STDOUT, str(stdout)]
+                wrapper = restore_stdout(stdout)
             proc = subprocess.Popen(self.perf_argv + wrapper + self.command, env=self.env, stdout=subprocess.PIPE,
                                     pass_fds=() if stdout is None else (stdout,))
             self.progress = Progress("recording")

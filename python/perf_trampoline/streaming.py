@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from .progress import Progress, size
+from .console import Progress, size
 from .stacks import Profile
 
 

@@ -14,7 +14,6 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from conftest import INTERPRETERS, ROOT, copy_example
 from perf_trampoline._native import flamegraph_svg
 from perf_trampoline.stacks import Profile
@@ -374,7 +373,7 @@ def test_ctrl_c_during_processing_keeps_the_recording_for_report(main_interp, wo
     pid = int(cli_proc.stdout.readline())
     try:
         for line in cli_proc.stderr:
-            if line.startswith(b"perf-trampoline: perf script ..."):
+            if line.startswith(b"perf-trampoline: recorded "):  # the processing begins
                 cli_proc.send_signal(signal.SIGINT)
                 break
         _, stderr = cli_proc.communicate(timeout=300)

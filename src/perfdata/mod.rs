@@ -6,10 +6,8 @@
 
 mod elf;
 mod process;
-mod stream;
+pub(crate) mod stream;
 mod symbols;
-
-pub use stream::unwind_stream;
 
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};

@@ -114,3 +114,86 @@ impl Read for Queued {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom};
+
+    /// An unnamed file (O_TMPFILE) holding `bytes`, read from its start.
+    fn temp_file(bytes: &[u8]) -> File {
+        let mut file = unnamed_file();
+        file.write_all(bytes).unwrap();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file
+    }
+
+    fn unnamed_file() -> File {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o600)
+            .open(std::env::temp_dir())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_queue_hands_on_every_byte_and_the_copy_gets_them_too() {
+        let data: Vec<u8> = (0..3 * CHUNK + 12345)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let copy = unnamed_file();
+        let mut copy_reader = copy.try_clone().unwrap();
+        let failed = Mutex::new(None);
+        let (sender, receiver) = sync_channel(QUEUED_CHUNKS);
+        read_ahead(temp_file(&data), Some(copy), &sender, &failed);
+        drop(sender);
+        let mut queued = Queued {
+            receiver,
+            chunk: Vec::new(),
+            at: 0,
+        };
+        let mut got = Vec::new();
+        queued.read_to_end(&mut got).unwrap();
+        assert_eq!(got, data);
+        let mut copied = Vec::new();
+        copy_reader.seek(SeekFrom::Start(0)).unwrap();
+        copy_reader.read_to_end(&mut copied).unwrap();
+        assert_eq!(copied, data);
+        assert!(failed.lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_copy_that_cannot_be_written_ends_the_copy_not_the_reading() {
+        let data = vec![1u8; 1000];
+        // Read-only: every write fails.
+        let copy = File::open("/dev/null").unwrap();
+        let failed = Mutex::new(None);
+        let (sender, receiver) = sync_channel(QUEUED_CHUNKS);
+        read_ahead(temp_file(&data), Some(copy), &sender, &failed);
+        drop(sender);
+        let mut got = Vec::new();
+        Queued {
+            receiver,
+            chunk: Vec::new(),
+            at: 0,
+        }
+        .read_to_end(&mut got)
+        .unwrap();
+        assert_eq!(got, data);
+        assert!(failed.lock().unwrap().is_some());
+    }
+
+    #[test]
+    fn not_pipe_format_is_one_clear_error() {
+        let result = unwind_stream(temp_file(b"PERFILE2garbage!"), None, |_| Ok::<(), ()>(()));
+        match result {
+            Err(Error::Read(message)) => {
+                assert!(message.starts_with("perf record's output: not in perf's pipe format"))
+            }
+            _ => panic!("garbage must not parse"),
+        }
+    }
+}

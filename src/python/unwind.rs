@@ -38,7 +38,8 @@ pub fn unwind_perf_stream<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let input = own(fd)?;
     let copy = copy_fd.map(own).transpose()?;
-    let unwound = py.detach(|| perfdata::unwind_stream(input, copy, |p| call_tick(&tick, p)));
+    let unwound =
+        py.detach(|| perfdata::stream::unwind_stream(input, copy, |p| call_tick(&tick, p)));
     to_dict(py, unwound)
 }
 

@@ -36,9 +36,12 @@ def _parser(prog):
                           "(needs an interpreter built with frame pointers); dwarf: jitdump + perf inject, for "
                           "perf report on any interpreter; auto (default): unwind")
     rec.add_argument("--freq", type=int, default=modes.DEFAULT_FREQ, metavar="HZ",
-                     help="samples per second (default: %d)" % modes.DEFAULT_FREQ)
+                     help="samples per second of each busy thread (default: %d; in unwind mode they are "
+                          "unwound as perf writes them and none is stored, so a long run costs CPU, not disk)"
+                          % modes.DEFAULT_FREQ)
     rec.add_argument("--stack-size", type=_stack_size, default=modes.DEFAULT_STACK_SIZE, metavar="BYTES",
-                     help="unwind and dwarf modes: stack bytes copied per sample (default: %d, about 45 Python calls deep; "
+                     help="unwind and dwarf modes: stack bytes copied per sample (default: %d, about 45 Python calls "
+                          "deep; measured: 8192 and 16384 keep short chains but cut one 31 calls deep on 3.14; "
                           "at most %d)" % (modes.DEFAULT_STACK_SIZE, modes.MAX_STACK_SIZE))
     rec.add_argument("--duration", type=_seconds, metavar="S",
                      help="unwind mode: stop recording after S seconds and end the command as Ctrl-C to "

@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import INTERPRETERS
 from test_cli import cli, folded_stacks, qualnames
 from test_unwind import note, share
@@ -29,7 +28,7 @@ def disk_use(paths):
     """Bytes allocated to the files under ``paths`` (as du counts them)."""
     total = 0
     for top in paths:
-        for base, dirs, files in os.walk(top):
+        for base, _dirs, files in os.walk(top):
             for name in files:
                 try:
                     total += os.lstat(os.path.join(base, name)).st_blocks * 512
@@ -105,7 +104,9 @@ def test_a_minute_of_four_busy_threads_stays_under_200_mb(work):
     assert streamed, stderr
     processing = re.search(r"processing: \d+ samples in all \(([\d.]+) s\)", stderr)
     assert processing, stderr
+    lost = re.search(r"perf lost (\d+) records", stderr)
     figures = {"interpreter": CHOSEN.name, "peak_disk_mb": poller.peak / 1e6, "polls": poller.polls,
+               "lost_records": int(lost.group(1)) if lost else 0,
                "samples": int(streamed.group(1)),
                "streamed_mb": float(streamed.group(2)) / (1 if streamed.group(3) == "MB" else 1000),
                "processing_s": float(processing.group(1)),

@@ -10,9 +10,18 @@ import stat
 import subprocess
 
 import pytest
-
-from test_cli import (MAIN, busy_program, cli, cli_argv, clean_env, folded_stacks, leftovers, now, qualnames,
-                      remove_leftovers, top_self_function)
+from test_cli import (
+    MAIN,
+    busy_program,
+    clean_env,
+    cli,
+    cli_argv,
+    folded_stacks,
+    leftovers,
+    now,
+    remove_leftovers,
+    top_self_function,
+)
 
 
 @pytest.mark.parametrize("main_interp", MAIN)

@@ -14,7 +14,6 @@ the copied stack reaches <module>).
 """
 
 import argparse
-import json
 import os
 import pathlib
 import re
@@ -24,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from bench_process.runner import MANIFEST, Interpreter, clean_env
+from bench_process.runner import chosen_interpreters, clean_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKLOADS = {
@@ -79,8 +78,11 @@ def compressed(interp, work, prog, args, stack_size, freq):
     size = os.path.getsize(data)
     data.unlink()
     for path in pathlib.Path("/tmp").glob("perf-*.map"):  # the target's, named after our copy of prog
-        if path.stat().st_uid == os.getuid() and str(prog) in path.read_text(errors="replace"):
-            path.unlink()
+        try:
+            if path.stat().st_uid == os.getuid() and str(prog) in path.read_text(errors="replace"):
+                path.unlink()
+        except OSError:
+            pass  # another's, gone since (others clean /tmp too)
     m = re.search(r"SAMPLE events:\s+(\d+)", stats)
     return size / int(m.group(1)) if m and int(m.group(1)) else None
 
@@ -93,10 +95,7 @@ def main():
     ap.add_argument("--modes", default="unwind,dwarf")
     ap.add_argument("--freq", type=int, default=999)
     args = ap.parse_args()
-    if not MANIFEST.exists():
-        sys.exit("bench-stack-size: %s is missing: run scripts/test-interpreters.sh first" % MANIFEST)
-    wanted = args.interpreters.split(",")
-    interpreters = [Interpreter(e) for e in json.loads(MANIFEST.read_text()) if e["name"] in wanted]
+    interpreters = chosen_interpreters(args.interpreters, "bench-stack-size")
     print("%s; -F %d; one run each; %s" % (time.strftime("%Y-%m-%d"), args.freq, " ".join(sys.argv[1:]) or "defaults"))
     print("| interpreter | workload | stack | mode | samples | full chains | perf data bytes/sample | bytes/sample `-z` |")
     print("|---|---|---|---|---|---|---|---|", flush=True)

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from bench_process.runner import MANIFEST, Interpreter, clean_env
+from bench_process.runner import chosen_interpreters, clean_env
 from bench_process.workloads import SCRIPTS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -109,10 +109,7 @@ def main():
     ap.add_argument("--freq", type=int, default=999)
     ap.add_argument("--stack-size", type=int, default=32768)
     args = ap.parse_args()
-    if not MANIFEST.exists():
-        sys.exit("bench-unwind: %s is missing: run scripts/test-interpreters.sh first" % MANIFEST)
-    wanted = args.interpreters.split(",")
-    interpreters = [Interpreter(e) for e in json.loads(MANIFEST.read_text()) if e["name"] in wanted]
+    interpreters = chosen_interpreters(args.interpreters, "bench-unwind")
     workloads = args.workloads.split(",")
     # Rows are printed as they come: perf inject of 100,000 functions takes most of an hour.
     print("%s; -F %d, --call-graph dwarf,%d; wall seconds, one run each; %s"

@@ -4,7 +4,7 @@ sample as it arrives, keeping only the folded stacks.
 
 Why streaming, measured (benches/README.md, "Long recordings"): a copied 32 KiB stack is
 ~33 KB per sample, so a minute of 4 busy threads at 999 Hz is ~8 GB of perf.data; ``perf
-record -z`` shrinks it about 56 times but it still grows with the run, and reading it needs a
+record -z`` shrinks it 30 to 160 times but it still grows with the run, and reading it needs a
 zstd decoder in the extension. Read as it is made, the recording needs no disk at all and the
 memory of its distinct stacks, whatever its length. ``--keep`` copies the stream to a file as
 it is read (perf report reads perf's pipe format from a file too).
@@ -17,8 +17,8 @@ import sys
 import threading
 import time
 
+from . import unwound
 from .console import Progress, size
-from .stacks import Profile
 
 
 def restore_stdout(fd):
@@ -35,7 +35,9 @@ def restore_stdout(fd):
 class Recording:
     """One ``perf record -o -`` of a command, unwound while it runs. ``run()`` returns the
     command's exit status; then ``profile``, ``result`` (the unwinder's pids, notes,
-    samples), ``stopped_by`` (the signal that stopped it early, or "duration")."""
+    samples; None when perf's output could not be read: perf could not record, and
+    ``error`` says what the unwinder found), ``stopped_by (the signal that stopped it early,
+    or "duration")."""
 
     def __init__(self, perf, options, command, env, native, keep_to=None, duration=None):
         self.perf_argv = [perf, "record"] + options + ["-q", "-o", "-", "--"]
@@ -117,7 +119,9 @@ class Recording:
         except BaseException:
             self.cancelled = True
             raise
-        if self.error is not None:
+        # A stream the unwinder cannot read (ValueError) is for the caller to explain; it
+        # finds ``result`` None. Anything else is ours to pass on.
+        if self.error is not None and not isinstance(self.error, ValueError):
             raise self.error
         self.processing = progress.elapsed()
         return progress
@@ -131,12 +135,8 @@ class Recording:
         from ._native import unwind_perf_stream
 
         try:
-            self.result = unwind_perf_stream(fd, copy_fd, self._tick)
-            names = self.result["names"]
-            profile = Profile(self.native)
-            for comm, frames, count in self.result["stacks"]:
-                profile.add(names[comm], [names[i] for i in frames], count)
-            self.profile = profile
+            result = unwind_perf_stream(fd, copy_fd, self._tick)
+            self.profile, self.result = unwound.profile_of(result, self.native), result
         except BaseException as e:  # handed to the main thread
             self.error = e
             # perf must not block on a full pipe: read on to its end.

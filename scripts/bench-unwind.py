@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from bench_process.runner import MANIFEST, Interpreter, clean_env
+from bench_process.runner import chosen_interpreters, clean_env
 from bench_process.tools import remove_outputs, run, timed
 from bench_process.workloads import SCRIPTS
 
@@ -30,7 +30,7 @@ OURS = r"""
 import json, sys, time
 from perf_trampoline import unwound
 started = time.perf_counter()
-profile, result = unwound.read(sys.argv[1], False, lambda n: None)
+profile, result = unwound.read(sys.argv[1], False, lambda n, nbytes: None)
 print(json.dumps({"seconds": time.perf_counter() - started, "samples": profile.samples,
                   "in_python": profile.in_python, "pids": sorted(result["pids"])}))
 """
@@ -88,10 +88,7 @@ def main():
     ap.add_argument("--freq", type=int, default=999)
     ap.add_argument("--stack-size", type=int, default=32768)
     args = ap.parse_args()
-    if not MANIFEST.exists():
-        sys.exit("bench-unwind: %s is missing: run scripts/test-interpreters.sh first" % MANIFEST)
-    wanted = args.interpreters.split(",")
-    interpreters = [Interpreter(e) for e in json.loads(MANIFEST.read_text()) if e["name"] in wanted]
+    interpreters = chosen_interpreters(args.interpreters, "bench-unwind")
     workloads = args.workloads.split(",")
     # Rows are printed as they come: perf inject of 100,000 functions takes most of an hour.
     print("%s; -F %d, --call-graph dwarf,%d; wall seconds, one run each; %s"

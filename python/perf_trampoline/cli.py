@@ -37,13 +37,20 @@ def _parser(prog):
                           "(needs an interpreter built with frame pointers); dwarf: jitdump + perf inject (of the "
                           "functions the samples reach), for perf report on any interpreter; auto (default): unwind")
     rec.add_argument("--freq", type=int, default=modes.DEFAULT_FREQ, metavar="HZ",
-                     help="samples per second (default: %d)" % modes.DEFAULT_FREQ)
+                     help="samples per second of each busy thread (default: %d; in unwind mode they are "
+                          "unwound as perf writes them and none is stored, so a long run costs CPU, not disk)"
+                          % modes.DEFAULT_FREQ)
     rec.add_argument("--stack-size", type=_stack_size, default=modes.DEFAULT_STACK_SIZE, metavar="BYTES",
-                     help="unwind and dwarf modes: stack bytes copied per sample (default: %d, about 45 Python calls deep; "
+                     help="unwind and dwarf modes: stack bytes copied per sample (default: %d, about 45 Python calls "
+                          "deep; measured: 8192 and 16384 keep short chains but cut one 31 calls deep on 3.14; "
                           "at most %d)" % (modes.DEFAULT_STACK_SIZE, modes.MAX_STACK_SIZE))
+    rec.add_argument("--duration", type=_seconds, metavar="S",
+                     help="unwind mode: stop recording after S seconds and end the command as Ctrl-C to "
+                          "perf-trampoline would (perf sends it SIGTERM)")
     rec.add_argument("--keep", action="store_true",
-                     help="keep perf.data (as <output>.perf.data), the perf maps and jitdumps; dwarf mode: also "
-                          "the injected recording (<output>.perf.jit.data) and its jitted code (/tmp/jitted-<output>-*/)")
+                     help="keep perf.data (as <output>.perf.data; in unwind mode a copy of perf's stream, "
+                          "~33 KB per sample at 32 KiB), the perf maps and jitdumps; dwarf mode: also the injected "
+                          "recording (<output>.perf.jit.data) and its jitted code (/tmp/jitted-<output>-*/)")
     rec.add_argument("command", nargs=argparse.REMAINDER, help="the program to profile, after --")
 
     rep = sub.add_parser("report", help="draw the flame graph of an existing perf.data")
@@ -67,6 +74,16 @@ def _parser(prog):
                          "(in $PERF_TRAMPOLINE_DIR, else /tmp)")
     cln.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
     return parser
+
+
+def _seconds(text):
+    try:
+        n = float(text)
+    except ValueError:
+        n = 0
+    if not 0 < n < float("inf"):
+        raise argparse.ArgumentTypeError("a number of seconds above 0")
+    return n
 
 
 def _stack_size(text):

@@ -4,6 +4,7 @@ stderr, and the signals that stop a recording or abort its processing."""
 import contextlib
 import signal
 import sys
+import threading
 import time
 
 # Signals that stop a recording (perf then writes what it has) or abort the processing.
@@ -43,23 +44,41 @@ def interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def size(n):
+    """Bytes for people: 12.3 MB."""
+    return "%.1f MB" % (n / 1e6) if n >= 100e3 else "%.1f KB" % (n / 1e3)
+
+
 class Progress:
-    """Stage lines on stderr; a running count on a terminal, one line every few seconds in logs."""
+    """One phase of the work. On a terminal: a start line, then ``tick(text)`` as often as
+    convenient (from any thread; the line is rewritten in place at most five times a second);
+    elsewhere (logs, pipes) only the phase's end, so a log gets one line per phase.
+    ``done(text)`` writes that line with the phase's time."""
 
     def __init__(self, what):
         self.what = what
         self.tty = sys.stderr.isatty()
         self.start = self.last = time.monotonic()
-        say(what + " ...")
+        self.lock = threading.Lock()
+        if self.tty:
+            say(what + " ...")
+
+    def elapsed(self):
+        return time.monotonic() - self.start
 
     def tick(self, text):
-        now = time.monotonic()
-        if now - self.last >= (0.2 if self.tty else 5.0):
-            self.last = now
-            sys.stderr.write(("\r  %s " if self.tty else "  %s\n") % text)
-            sys.stderr.flush()
+        if not self.tty:
+            return
+        with self.lock:
+            now = time.monotonic()
+            if now - self.last >= 0.2:
+                self.last = now
+                sys.stderr.write("\r\033[K  %s" % text)
+                sys.stderr.flush()
 
-    def done(self, text="done"):
-        if self.tty:
-            sys.stderr.write("\r\033[K")
-        say("%s: %s (%.1f s)" % (self.what, text, time.monotonic() - self.start))
+    def done(self, text="done", seconds=None):
+        """The phase's line: ``text`` and its time (``seconds``, else the time since it began)."""
+        with self.lock:
+            if self.tty:
+                sys.stderr.write("\r\033[K")
+            say("%s: %s (%.1f s)" % (self.what, text, self.elapsed() if seconds is None else seconds))

@@ -29,7 +29,7 @@ def inject(perf, data, out, directory):
     for as long as ``out`` is read."""
     progress = Progress("choosing the functions the samples reach")
     try:
-        prepared = _native.prepare_injection(data, directory, lambda n: progress.tick("%d samples" % n))
+        prepared = _native.prepare_injection(data, directory, lambda n, _: progress.tick("%d samples" % n))
     except ValueError as e:
         raise Failure(str(e)) from None
     for note in prepared["notes"]:

@@ -7,9 +7,9 @@ import shutil
 import signal
 import subprocess
 
-from . import bring_along, interpreter, machine, modes
+from . import bring_along, interpreter, machine, modes, streaming
 from .console import Failure, interrupt, on_signals, say
-from .session import Session
+from .session import Session, unlink
 
 
 def record(args, prog):
@@ -43,6 +43,10 @@ def record(args, prog):
     say("mode %s (%s): %s" % (mode.name, mode.summary, why))
 
     session = Session(perf, args.output)
+    if mode.name == "unwind":
+        return _record_streaming(args, prog, perf, mode, env, chosen, session)
+    if args.duration is not None:
+        raise Failure("--duration is for the unwind mode (the default)")
     data = os.path.join(session.work, "perf.data")
     keep_outputs = False  # the target's perf maps and jitdumps
     try:
@@ -71,12 +75,9 @@ def record(args, prog):
         try:
             with on_signals(interrupt):
                 say("recorded %.1f MB" % (os.path.getsize(data) / 1e6))
-                if mode.name == "unwind":
-                    samples_from, profile = data, session.unwind(data, args.native)
-                else:
-                    session.scan(data)
-                    samples_from = session.inject(data, keep_jitted=args.keep)
-                    profile = session.read(samples_from, args.native)
+                session.scan(data)
+                samples_from = session.inject(data, keep_jitted=args.keep)
+                profile = session.read(samples_from, args.native)
                 session.write(profile, "%s (%s mode)" % (title, mode.name), args.top)
         except (KeyboardInterrupt, Failure) as e:
             # The recording is all there: keep it, and what perf needs to read it, for `report`.
@@ -91,14 +92,58 @@ def record(args, prog):
             kept = [_keep(data, session.stem + ".perf.data")]
             if samples_from != data:
                 kept.append(_keep(samples_from, session.stem + ".perf.jit.data"))
-            # perf's own DWARF unwinder stops at the trampolines (no CFI): ours reads it again.
-            again = ("%s report %s" % (prog, kept[-1]) if mode.name == "unwind" else "perf report -i " + kept[-1])
             needs = ("the jitted code in %s/" % session.jitted if samples_from != data
                      else "the perf maps and jitdumps")
-            say("kept %s, and %s it needs: %s" % (" and ".join(kept), needs, again))
+            say("kept %s, and %s it needs: perf report -i %s" % (" and ".join(kept), needs, kept[-1]))
         return _status_of(returncode)
     finally:
         if not keep_outputs:
+            session.remove_outputs()
+        session.close()
+
+
+def _record_streaming(args, prog, perf, mode, env, chosen, session):
+    """The unwind mode: perf's output unwound as it is written, no perf.data on disk unless
+    --keep (streaming.py says why)."""
+    command = args.command
+    options = mode.record_options(args.freq, args.stack_size)
+    say("recording: perf record %s -o - -- %s" % (" ".join(options), " ".join(shlex.quote(w) for w in command)))
+    kept = session.stem + ".perf.data" if args.keep else None
+    if kept and os.path.lexists(kept):
+        unlink(kept)
+    try:
+        try:
+            with bring_along.environment(chosen, env) as tree_env:
+                rec = streaming.Recording(perf, options, command, tree_env, args.native, kept, args.duration)
+                returncode = rec.run(on_signals)
+        except OSError as e:
+            raise Failure("%s: %s" % (e.filename, e.strerror or e) if e.filename else str(e)) from None
+        except KeyboardInterrupt:
+            # Nothing to keep for `report` (no perf.data), unless --keep made the copy.
+            say("interrupted")
+            return 130
+        if rec.result is None:
+            raise Failure("perf could not record (its message is above).\n  "
+                          + "\n  ".join(machine.permission_help())
+                          + "\n  `%s doctor` checks the whole set-up." % prog)
+        session.pids.update(rec.result["pids"])
+        for note in rec.result["notes"]:
+            say("note: " + note)
+        if rec.stopped_by == "duration":
+            say("recording stopped after %g s (--duration); the target %s" % (args.duration, _describe(returncode)))
+        elif rec.stopped_by:
+            say("recording stopped by %s; the target %s" % (rec.stopped_by, _describe(returncode)))
+        elif returncode != 0:
+            say("the target %s" % _describe(returncode))
+        title = " ".join([os.path.basename(command[0])] + command[1:])
+        session.write(rec.profile, "%s (%s mode)" % (title, mode.name), args.top)
+        if kept:
+            # perf's own DWARF unwinder stops at the trampolines (no CFI): ours reads it again.
+            say("kept %s (perf's pipe format) and the perf maps it needs: %s report %s"
+                % (kept, prog, shlex.quote(kept)))
+        return _status_of(returncode)
+    finally:
+        if not kept:
             session.remove_outputs()
         session.close()
 

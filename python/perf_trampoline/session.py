@@ -10,7 +10,7 @@ import sys
 import tempfile
 
 from . import _native, injection, unwound
-from .console import Failure, Progress, say
+from .console import Failure, Progress, say, size
 from .machine import run_perf
 from .stacks import Profile
 
@@ -97,7 +97,7 @@ class Session:
         """Folds the samples of ``data`` (perf map, ``--call-graph dwarf``) through our unwinder."""
         progress = Progress("unwinding")
         try:
-            profile, result = unwound.read(data, native, lambda n: progress.tick("%d samples" % n))
+            profile, result = unwound.read(data, native, lambda n, nbytes: progress.tick("%d samples, %s" % (n, size(nbytes))))
         except ValueError as e:
             raise Failure(str(e)) from None
         self.pids.update(result["pids"])

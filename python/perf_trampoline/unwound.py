@@ -14,12 +14,17 @@ def has_user_stacks(data):
 
 def read(data, native, tick):
     """(Profile of every sample of ``data``, the unwinder's report: ``pids``, ``notes``,
-    ``samples``). ``tick(samples)`` is called now and then."""
+    ``samples``). ``tick(samples, bytes_read)`` is called now and then."""
     from ._native import unwind_perf_data
 
     result = unwind_perf_data(data, tick)
+    return profile_of(result, native), result
+
+
+def profile_of(result, native):
+    """The Profile of what ``unwind_perf_data`` or ``unwind_perf_stream`` returned."""
     names = result["names"]
     profile = Profile(native)
     for comm, frames, count in result["stacks"]:
         profile.add(names[comm], [names[i] for i in frames], count)
-    return profile, result
+    return profile

@@ -1,5 +1,6 @@
 """Running and measuring: interpreters, support variants, child processes, their CPU, memory and output files."""
 
+import json
 import os
 import pathlib
 import shutil
@@ -63,6 +64,15 @@ class Interpreter:
     def variants(self, workload):
         return [v for v in VARIANTS
                 if self.version >= v.since and (workload.creation or not v.creation_only)]
+
+
+def chosen_interpreters(names, tool):
+    """The manifest's interpreters named in ``names`` (comma-separated); exits with a line
+    naming ``tool`` when the manifest is missing."""
+    if not MANIFEST.exists():
+        sys.exit("%s: %s is missing: run scripts/test-interpreters.sh first" % (tool, MANIFEST))
+    wanted = names.split(",")
+    return [Interpreter(e) for e in json.loads(MANIFEST.read_text()) if e["name"] in wanted]
 
 
 def clean_env(extra):

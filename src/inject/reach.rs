@@ -130,7 +130,7 @@ fn each_record(
     let PerfFileReader {
         mut perf_file,
         mut record_iter,
-    } = crate::perfdata::open(path)?;
+    } = crate::perfdata::open(path, Default::default())?;
     while let Ok(Some(record)) = record_iter.next_record(&mut perf_file) {
         if let PerfFileRecord::EventRecord { record, .. } = record
             && let Ok(parsed) = record.parse()

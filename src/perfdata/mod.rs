@@ -6,13 +6,16 @@
 
 mod elf;
 mod process;
+pub(crate) mod stream;
 mod symbols;
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use framehop::x86_64::CacheX86_64;
@@ -51,7 +54,7 @@ pub struct Unwound {
 /// Whether `path` is a recording whose samples carry user stack copies (made with
 /// `--call-graph dwarf`).
 pub fn has_user_stacks(path: &Path) -> Result<bool, String> {
-    let reader = open(path)?;
+    let reader = open(path, Rc::default())?;
     Ok(reader.perf_file.event_attributes().iter().any(|a| {
         a.attributes()
             .sample_format
@@ -59,16 +62,30 @@ pub fn has_user_stacks(path: &Path) -> Result<bool, String> {
     }))
 }
 
-/// The recording at `path`, opened for reading its records; an error says why it cannot be.
-pub(crate) fn open(path: &Path) -> Result<PerfFileReader<BufReader<File>>, String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let reader =
-        PerfFileReader::parse_file(BufReader::with_capacity(1 << 20, file)).map_err(|e| {
-            format!(
-                "{}: not a perf.data file perf-trampoline can read ({e})",
-                path.display()
-            )
-        })?;
+/// The recording at `path` (a perf.data file, or perf's pipe format saved to a file), opened
+/// for reading its records, with the bytes read counted in `read`; an error says why it cannot be.
+pub(crate) fn open(
+    path: &Path,
+    read: Rc<Cell<u64>>,
+) -> Result<PerfFileReader<Counted<BufReader<File>>>, String> {
+    let mut file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let pipe_format = is_pipe_format(&mut file).map_err(|e| format!("{}: {e}", path.display()))?;
+    let counted = Counted {
+        inner: BufReader::with_capacity(1 << 20, file),
+        read,
+    };
+    // `--keep` of a streamed recording is perf's pipe format, as `perf record -o - > file`.
+    let parsed = if pipe_format {
+        PerfFileReader::parse_pipe(counted)
+    } else {
+        PerfFileReader::parse_file(counted)
+    };
+    let reader = parsed.map_err(|e| {
+        format!(
+            "{}: not a perf.data file perf-trampoline can read ({e})",
+            path.display()
+        )
+    })?;
     // Built without a zstd decoder (a C library to build for one perf option).
     if let Ok(Some(_)) = reader.perf_file.compression_info() {
         return Err(format!(
@@ -79,18 +96,72 @@ pub(crate) fn open(path: &Path) -> Result<PerfFileReader<BufReader<File>>, Strin
     Ok(reader)
 }
 
-/// Unwinds every sample of the recording at `path`. `tick` is called every few thousand
-/// samples with the count so far; an error from it stops the work and is returned.
+/// Whether `file` starts with perf's pipe header (magic, then its own size, 16), leaving the
+/// file at its start.
+fn is_pipe_format(file: &mut File) -> std::io::Result<bool> {
+    let mut header = [0u8; 16];
+    let n = file.read(&mut header)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(n == 16
+        && &header[..8] == b"PERFILE2"
+        && u64::from_le_bytes(header[8..].try_into().unwrap()) == 16)
+}
+
+/// A reader that counts the bytes it hands out, for progress reports.
+pub(crate) struct Counted<R> {
+    inner: R,
+    read: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Counted<R> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// How far the work has come, for the `tick` callbacks.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub samples: u64,
+    /// Bytes of perf.data read so far.
+    pub bytes: u64,
+}
+
+/// Unwinds every sample of the recording at `path`. `tick` is called every few hundred
+/// records with the progress so far; an error from it stops the work and is returned.
 pub fn unwind_file<E>(
     path: &Path,
-    mut tick: impl FnMut(u64) -> Result<(), E>,
+    tick: impl FnMut(Progress) -> Result<(), E>,
+) -> Result<Unwound, Error<E>> {
+    let read = Rc::default();
+    let reader = open(path, Rc::clone(&read)).map_err(Error::Read)?;
+    unwind_records(reader, &path.display().to_string(), &read, tick)
+}
+
+/// Unwinds the records `reader` yields, in the order perf meant them (its rounds sorted by
+/// time). Memory stays bounded whatever the recording's length: each sample's stack copy is
+/// dropped once unwound, and only the folded stacks (one counter per distinct stack) stay.
+fn unwind_records<R: Read, E>(
+    reader: PerfFileReader<R>,
+    source: &str,
+    read: &Cell<u64>,
+    mut tick: impl FnMut(Progress) -> Result<(), E>,
 ) -> Result<Unwound, Error<E>> {
     let PerfFileReader {
         mut perf_file,
         mut record_iter,
-    } = open(path).map_err(Error::Read)?;
+    } = reader;
     let mut state = State {
-        // perf writes the build ids of the files its samples hit at the end of the recording.
+        // perf writes the build ids of the files its samples hit at the end of the recording
+        // (not at all in pipe mode, where the files are read while they are current anyway).
         build_ids: perf_file
             .build_ids()
             .unwrap_or_default()
@@ -99,6 +170,7 @@ pub fn unwind_file<E>(
             .collect(),
         ..State::default()
     };
+    let mut records = 0u64;
     loop {
         let record = match record_iter.next_record(&mut perf_file) {
             Ok(Some(r)) => r,
@@ -106,22 +178,24 @@ pub fn unwind_file<E>(
             Err(e) => {
                 // A recording cut short (perf killed): keep what came before.
                 state.out.notes.push(format!(
-                    "{}: stopped reading at a broken record ({e})",
-                    path.display()
+                    "{source}: stopped reading at a broken record ({e})"
                 ));
                 break;
             }
         };
+        records += 1;
+        if records.is_multiple_of(512) {
+            tick(Progress {
+                samples: state.out.samples,
+                bytes: read.get(),
+            })
+            .map_err(Error::Stopped)?;
+        }
         let PerfFileRecord::EventRecord { record, .. } = record else {
             continue;
         };
         match record.parse() {
-            Ok(EventRecord::Sample(s)) => {
-                state.sample(&s);
-                if state.out.samples.is_multiple_of(4096) {
-                    tick(state.out.samples).map_err(Error::Stopped)?;
-                }
-            }
+            Ok(EventRecord::Sample(s)) => state.sample(&s),
             Ok(EventRecord::Mmap2(m)) => state.mmap(
                 m.pid,
                 m.address,
@@ -140,9 +214,15 @@ pub fn unwind_file<E>(
             ),
             Ok(EventRecord::Comm(comm)) => state.comm(&comm),
             Ok(EventRecord::Fork(fork)) => state.fork(&fork),
+            Ok(EventRecord::Lost(lost)) => state.lost += lost.count,
             _ => {}
         }
     }
+    tick(Progress {
+        samples: state.out.samples,
+        bytes: read.get(),
+    })
+    .map_err(Error::Stopped)?;
     Ok(state.finish())
 }
 
@@ -167,6 +247,12 @@ struct State {
     next_mapping: u64,
     /// Frame names by (mapping id, or pid for unmapped addresses, and address).
     frame_names: HashMap<(u64, u64), u32>,
+    /// Frames in anonymous memory, named by `finish`: (index into `out.names`, the pid whose
+    /// perf map names the memory, the sample's pid, address). The perf maps grow while the
+    /// program runs, and a recording read as it is made would otherwise see them half written.
+    unnamed: Vec<(u32, Option<i32>, i32, u64)>,
+    /// Samples perf dropped because its buffers were full (reader or disk too slow).
+    lost: u64,
     interned: HashMap<String, u32>,
     stacks: HashMap<(u32, Vec<u32>), u64>,
     addrs: Vec<u64>,
@@ -341,16 +427,19 @@ impl State {
                 None => format!("[{}]", file.name),
             },
             Some(Backing::Opaque(name)) => format!("[{name}]"),
-            // Code a forked child named in its own map may sit in memory its parent mapped.
-            Some(Backing::PerfMap(owner)) => self
-                .perf_map_symbol(owner, addr)
-                .or_else(|| self.perf_map_symbol(pid, addr))
-                .unwrap_or_else(|| "[unknown]".to_string()),
-            None => self
-                .perf_map_symbol(pid, addr)
-                .unwrap_or_else(|| "[unknown]".to_string()),
+            Some(Backing::PerfMap(owner)) => return self.name_later(Some(owner), pid, key, addr),
+            None => return self.name_later(None, pid, key, addr),
         };
         let name = self.intern(&name);
+        self.frame_names.insert(key, name);
+        name
+    }
+
+    /// A name slot for a frame `finish` names from the perf maps.
+    fn name_later(&mut self, owner: Option<i32>, pid: i32, key: (u64, u64), addr: u64) -> u32 {
+        let name = self.out.names.len() as u32;
+        self.out.names.push(String::new());
+        self.unnamed.push((name, owner, pid, addr));
         self.frame_names.insert(key, name);
         name
     }
@@ -372,6 +461,19 @@ impl State {
     }
 
     fn finish(mut self) -> Unwound {
+        if self.lost > 0 {
+            self.out.notes.push(format!(
+                "perf lost {} records (its buffers were full: the machine was too busy to keep up)",
+                self.lost
+            ));
+        }
+        for (name, owner, pid, addr) in std::mem::take(&mut self.unnamed) {
+            // Code a forked child named in its own map may sit in memory its parent mapped.
+            let found = owner
+                .and_then(|owner| self.perf_map_symbol(owner, addr))
+                .or_else(|| self.perf_map_symbol(pid, addr));
+            self.out.names[name as usize] = found.unwrap_or_else(|| "[unknown]".to_string());
+        }
         let mut missing: Vec<i32> = self
             .perf_maps
             .iter()

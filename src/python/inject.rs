@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::unwind::{py_error, ticker};
+use super::unwind::{call_tick, py_error};
 use crate::inject;
+use crate::perfdata::Progress;
 
 /// Filters the jitdumps the recording at `path` maps to the functions its samples can
 /// reach, into `directory` (existing, ours alone), with a copy of the recording naming the
-/// filtered dumps. `tick(samples_so_far)` is called now and then; what it raises (and
+/// filtered dumps. `tick(samples_so_far, 0)` is called now and then; what it raises (and
 /// Ctrl-C) stops the work. Returns a dict: `perf_data` (the copy to give `perf inject
 /// --jit`), `dumps` as `(original, copy, kept, total)`, `notes` (dumps that could not be
 /// read), `samples`. Raises `ValueError` for a file it cannot read or write.
@@ -22,7 +23,11 @@ pub fn prepare_injection<'py>(
     tick: Py<PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let prepared = py
-        .detach(|| inject::prepare(&path, &directory, ticker(&tick)))
+        .detach(|| {
+            inject::prepare(&path, &directory, |samples| {
+                call_tick(&tick, Progress { samples, bytes: 0 })
+            })
+        })
         .map_err(py_error)?;
     let d = PyDict::new(py);
     d.set_item("perf_data", prepared.perf_data)?;

@@ -113,6 +113,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fork::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(fork::_prepare_code, m)?)?;
     m.add_function(wrap_pyfunction!(unwind::unwind_perf_data, m)?)?;
+    m.add_function(wrap_pyfunction!(unwind::unwind_perf_stream, m)?)?;
     m.add_function(wrap_pyfunction!(unwind::perf_data_has_user_stacks, m)?)?;
     m.add_function(wrap_pyfunction!(files::output_dir, m)?)?;
     m.add_function(wrap_pyfunction!(files::output_path, m)?)?;

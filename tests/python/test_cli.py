@@ -364,7 +364,7 @@ def test_ctrl_c_during_processing_keeps_the_recording_for_report(main_interp, wo
     pid = int(cli_proc.stdout.readline())
     try:
         for line in cli_proc.stderr:
-            if line.startswith(b"perf-trampoline: perf script ..."):
+            if line.startswith(b"perf-trampoline: recorded "):  # the processing begins
                 cli_proc.send_signal(signal.SIGINT)
                 break
         _, stderr = cli_proc.communicate(timeout=300)

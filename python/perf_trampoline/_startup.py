@@ -79,8 +79,9 @@ def run():
         # A variable reaches child processes by itself, each reading it as its version does
         # (CPython's own switches are CPython's from 3.12 on); -X is handed on as PERF_TRAMPOLINE.
         children = None
-    from . import activate
+    from . import activate, jit
 
+    jit.restart_if_wrong(backend)
     try:
         activate(backend, children=children)
     except ValueError as e:

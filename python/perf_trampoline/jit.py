@@ -1,0 +1,103 @@
+"""CPython's JIT (3.14+, ``PYTHON_JIT=1``) and our profiles: whether it is on, whether a backend's
+profile stays right while it runs, and turning it off by running the interpreter again once."""
+
+import functools
+import os
+import sys
+
+from . import _native
+
+VARIABLE = "PYTHON_JIT"
+
+# From 3.15 on x86-64 the JIT's code keeps the frame pointer (CPython gh-126910): perf -g and
+# our unwinder (which falls back to frame pointers in memory without CFI) pass through it.
+# 3.14's keeps none. No version describes its code to anyone (no perf map line, no jitdump
+# record, no unwind info), so perf's DWARF unwinder, which the jitdump path relies on, stops
+# in it on every version. docs/ARCHITECTURE.md has the measurements.
+FRAME_POINTERS_FROM = (3, 15)
+
+
+def is_on():
+    """Whether this interpreter runs CPython's JIT now."""
+    jit = getattr(sys, "_jit", None)
+    return bool(jit is not None and jit.is_enabled())
+
+
+def _outputs(backend):
+    """The backend's outputs, or None when it is not a valid name (activate() says why)."""
+    parts = [p.strip() for p in backend.split(",")] if isinstance(backend, str) else [None]
+    return parts if all(p in ("perf", "perf_jit") for p in parts) else None
+
+
+def why_wrong(backend, version):
+    """Why a profile with ``backend`` on CPython ``version`` (a tuple) is wrong while the JIT
+    runs, or None when it stays right."""
+    outputs = _outputs(backend)
+    if outputs is None:
+        return None
+    if tuple(version[:2]) < FRAME_POINTERS_FROM:
+        return ("CPython %d.%d's JIT code keeps no frame pointer and no unwind info, so no unwinder "
+                "gets through it to the Python functions" % tuple(version[:2]))
+    if "perf_jit" in outputs:
+        return ("the jitdump is read through perf's DWARF unwinder, which stops in the JIT's code "
+                "(CPython describes that code to no one)")
+    return None
+
+
+@functools.wraps(_native.activate)
+def activate(backend="perf", **options):
+    reason = why_wrong(backend, sys.version_info) if is_on() else None
+    if reason:
+        raise ValueError("CPython's JIT is on and %s; start Python with %s=0 to profile with backend %r"
+                         % (reason, VARIABLE, backend))
+    return _native.activate(backend, **options)
+
+
+def restart_if_wrong(backend):
+    """Runs this interpreter again from the start with the JIT off (``PYTHON_JIT=0``), the same
+    arguments, environment otherwise and pid, when the JIT is on and would make ``backend``'s
+    profile wrong; says so in one line. Returns when there is nothing to do or it cannot, and
+    then activate() refuses with the reason."""
+    reason = why_wrong(backend, sys.version_info) if is_on() else None
+    if (not reason or sys.flags.ignore_environment or os.environ.get(VARIABLE) == "0"
+            or not sys.executable or not getattr(sys, "orig_argv", None)):
+        return
+    sys.stderr.write("perf_trampoline: CPython's JIT is off for this run (started again with %s=0): %s\n"
+                     % (VARIABLE, reason))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.environ[VARIABLE] = "0"  # child processes inherit it, as they inherit our support
+    try:
+        os.execv(sys.executable, sys.orig_argv)
+    except OSError:
+        os.environ.pop(VARIABLE)
+
+
+def recording_note(backend, probe, env):
+    """For ``record``: turns the JIT off in the target's environment ``env`` when the target
+    (``probe``, see interpreter.py) runs it and ``backend``'s profile would be wrong. Returns
+    the line saying what was chosen, or None when the target has no JIT on."""
+    if not probe or not probe.get("jit"):
+        return None
+    version = tuple(int(p) for p in probe["version"].split(".")[:2])
+    reason = why_wrong(backend, version)
+    if reason is None:
+        return "CPython's JIT stays on in the target: this mode unwinds through its code (frame pointers)"
+    env[VARIABLE] = "0"
+    return "CPython's JIT turned off in the target (%s=0): %s" % (VARIABLE, reason)
+
+
+def doctor_lines(probe, modes):
+    """For ``doctor``: (level, text, details) on the probed interpreter's JIT and what it means
+    for each of ``modes`` (name -> Mode), or None when that interpreter has no JIT."""
+    if probe.get("jit") is None:
+        return None
+    version = tuple(int(p) for p in probe["version"].split(".")[:2])
+    details = []
+    for name, mode in modes.items():
+        reason = why_wrong(mode.backend, version)
+        details.append("%-6s %s" % (name + ":", "turns the JIT off in the target (%s=0): %s" % (VARIABLE, reason)
+                                    if reason else "keeps the JIT on (its code keeps frame pointers)"))
+    state = "on (%s=1)" % VARIABLE if probe["jit"] else "available, off (%s=1 turns it on)" % VARIABLE
+    return "note", "CPython's JIT is %s in %s %s; with it on, record in mode" % (
+        state, probe["executable"], probe["version"]), details

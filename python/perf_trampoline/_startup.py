@@ -81,7 +81,10 @@ def run():
         children = None
     from . import activate, jit
 
-    jit.restart_if_wrong(backend)
+    refusal = jit.restart_if_wrong(backend)
+    if refusal:
+        _say("%s (running without perf support)" % refusal)
+        return
     try:
         activate(backend, children=children)
     except ValueError as e:

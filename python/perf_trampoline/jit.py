@@ -23,6 +23,24 @@ def is_on():
     return bool(jit is not None and jit.is_enabled())
 
 
+def comes_on():
+    """Whether the JIT will run once start-up is over. The start-up switches (a .pth file) run
+    before CPython turns it on, so they read what it will read: ``PYTHON_JIT`` (on unless empty
+    or starting with 0), else how the interpreter was configured (``yes-off``: off)."""
+    jit = getattr(sys, "_jit", None)
+    if jit is None or not jit.is_available():
+        return False
+    if jit.is_enabled():
+        return True
+    value = "" if sys.flags.ignore_environment else os.environ.get(VARIABLE, "")
+    if value:
+        return not value.startswith("0")
+    import sysconfig
+
+    configured = [a.strip("'\"") for a in (sysconfig.get_config_var("CONFIG_ARGS") or "").split()]
+    return any(a in ("--enable-experimental-jit", "--enable-experimental-jit=yes") for a in configured)
+
+
 def _outputs(backend):
     """The backend's outputs, or None when it is not a valid name (activate() says why)."""
     parts = [p.strip() for p in backend.split(",")] if isinstance(backend, str) else [None]
@@ -44,33 +62,43 @@ def why_wrong(backend, version):
     return None
 
 
+def _refusal(backend, jit_runs):
+    reason = why_wrong(backend, sys.version_info) if jit_runs else None
+    return reason and ("CPython's JIT is on and %s; start Python with %s=0 to profile with backend %r"
+                       % (reason, VARIABLE, backend))
+
+
 @functools.wraps(_native.activate)
 def activate(backend="perf", **options):
-    reason = why_wrong(backend, sys.version_info) if is_on() else None
-    if reason:
-        raise ValueError("CPython's JIT is on and %s; start Python with %s=0 to profile with backend %r"
-                         % (reason, VARIABLE, backend))
+    refusal = _refusal(backend, is_on())
+    if refusal:
+        raise ValueError(refusal)
     return _native.activate(backend, **options)
 
 
 def restart_if_wrong(backend):
     """Runs this interpreter again from the start with the JIT off (``PYTHON_JIT=0``), the same
-    arguments, environment otherwise and pid, when the JIT is on and would make ``backend``'s
-    profile wrong; says so in one line. Returns when there is nothing to do or it cannot, and
-    then activate() refuses with the reason."""
-    reason = why_wrong(backend, sys.version_info) if is_on() else None
-    if (not reason or sys.flags.ignore_environment or os.environ.get(VARIABLE) == "0"
+    arguments, environment otherwise and pid, when the JIT will run and make ``backend``'s
+    profile wrong; says so in one line. Returns None when there is nothing to do, or why
+    support must stay off when it cannot run it again (``python -E``, exec failing)."""
+    refusal = _refusal(backend, comes_on())
+    if (not refusal or sys.flags.ignore_environment or os.environ.get(VARIABLE, "").startswith("0")
             or not sys.executable or not getattr(sys, "orig_argv", None)):
-        return
+        return refusal
     sys.stderr.write("perf_trampoline: CPython's JIT is off for this run (started again with %s=0): %s\n"
-                     % (VARIABLE, reason))
+                     % (VARIABLE, why_wrong(backend, sys.version_info)))
     sys.stdout.flush()
     sys.stderr.flush()
+    asked = os.environ.get(VARIABLE)
     os.environ[VARIABLE] = "0"  # child processes inherit it, as they inherit our support
     try:
         os.execv(sys.executable, sys.orig_argv)
-    except OSError:
-        os.environ.pop(VARIABLE)
+    except OSError as e:
+        if asked is None:
+            del os.environ[VARIABLE]
+        else:
+            os.environ[VARIABLE] = asked
+        return "%s (running it again failed: %s)" % (refusal, e)
 
 
 def recording_note(backend, probe, env):

@@ -93,7 +93,7 @@ def main(argv=None):
 
         sys.exit(cli.main(argv))
     backend, children, (kind, target), new_argv = _parse(argv)
-    jit.restart_if_wrong(backend)
+    jit.turn_off_if_wrong(backend)
     target_file = code = None
     try:
         # All of ours runs before support is on: the program's own frames are the first to

@@ -81,7 +81,7 @@ def run():
         children = None
     from . import activate, jit
 
-    refusal = jit.restart_if_wrong(backend)
+    refusal = jit.turn_off_if_wrong(backend)
     if refusal:
         _say("%s (running without perf support)" % refusal)
         return

@@ -76,24 +76,28 @@ def activate(backend="perf", **options):
     return _native.activate(backend, **options)
 
 
-def restart_if_wrong(backend):
-    """Runs this interpreter again from the start with the JIT off (``PYTHON_JIT=0``), the same
-    arguments, environment otherwise and pid, when the JIT will run and make ``backend``'s
-    profile wrong; says so in one line. Returns None when there is nothing to do, or why
-    support must stay off when it cannot run it again (``python -E``, exec failing)."""
+def turn_off_if_wrong(backend):
+    """Turns the JIT off for this run (``PYTHON_JIT=0``, also in child processes) when it
+    would make ``backend``'s profile wrong, saying so in one line. The start-up switches run
+    before CPython reads ``PYTHON_JIT``: setting it is enough. After start-up (the runner) the
+    JIT is on already: this interpreter runs again from the start, with the same arguments,
+    environment otherwise and pid. Returns None, or why support must stay off when the JIT
+    cannot be turned off (``python -E``, exec failing)."""
     refusal = _refusal(backend, comes_on())
-    if (not refusal or sys.flags.ignore_environment or os.environ.get(VARIABLE, "").startswith("0")
-            or not sys.executable or not getattr(sys, "orig_argv", None)):
+    if not refusal or sys.flags.ignore_environment or os.environ.get(VARIABLE, "").startswith("0"):
         return refusal
-    sys.stderr.write("perf_trampoline: CPython's JIT is off for this run (started again with %s=0): %s\n"
-                     % (VARIABLE, why_wrong(backend, sys.version_info)))
+    asked = os.environ.get(VARIABLE)
+    os.environ[VARIABLE] = "0"
+    running = is_on()
+    sys.stderr.write("perf_trampoline: CPython's JIT is off for this run (%s%s=0): %s\n"
+                     % ("started again with " if running else "", VARIABLE, why_wrong(backend, sys.version_info)))
+    if not running:
+        return None
     sys.stdout.flush()
     sys.stderr.flush()
-    asked = os.environ.get(VARIABLE)
-    os.environ[VARIABLE] = "0"  # child processes inherit it, as they inherit our support
     try:
-        os.execv(sys.executable, sys.orig_argv)
-    except OSError as e:
+        os.execv(sys.executable, getattr(sys, "orig_argv", None) or [sys.executable] + sys.argv)
+    except (OSError, ValueError) as e:
         if asked is None:
             del os.environ[VARIABLE]
         else:

@@ -6,6 +6,7 @@ CPython's own support for them (3.11 and older).
 Support reaches child processes too (see activate(children=True)) unless
 ``PERF_TRAMPOLINE_CHILDREN=0`` keeps it to this process.
 A bad value prints one line naming the accepted values, and the program runs without support.
+Where CPython's JIT would make the profile wrong, it is kept off for the run (see jit.py).
 """
 
 import os

@@ -1,5 +1,5 @@
 """CPython's JIT (3.14+, ``PYTHON_JIT=1``) and our profiles: whether it is on, whether a backend's
-profile stays right while it runs, and turning it off by running the interpreter again once."""
+profile stays right while it runs, turning it off for a run, and activate() refusing."""
 
 import functools
 import os
@@ -76,6 +76,11 @@ def activate(backend="perf", **options):
     return _native.activate(backend, **options)
 
 
+activate.__doc__ = (_native.activate.__doc__ or "") + (
+    "\n\nRaises ValueError while CPython's JIT is on and would make the backend's profile "
+    "wrong (3.14: every backend; 3.15: perf_jit), as sys.activate_stack_trampoline() does.")
+
+
 def turn_off_if_wrong(backend):
     """Turns the JIT off for this run (``PYTHON_JIT=0``, also in child processes) when it
     would make ``backend``'s profile wrong, saying so in one line. The start-up switches run
@@ -84,6 +89,7 @@ def turn_off_if_wrong(backend):
     environment otherwise and pid. Returns None, or why support must stay off when the JIT
     cannot be turned off (``python -E``, exec failing)."""
     refusal = _refusal(backend, comes_on())
+    # PYTHON_JIT=0 with the JIT on (it was not read): starting again would start again forever.
     if not refusal or sys.flags.ignore_environment or os.environ.get(VARIABLE, "").startswith("0"):
         return refusal
     asked = os.environ.get(VARIABLE)
@@ -105,14 +111,17 @@ def turn_off_if_wrong(backend):
         return "%s (running it again failed: %s)" % (refusal, e)
 
 
+def _version_of(probe):
+    return tuple(int(p) for p in probe["version"].split(".")[:2])
+
+
 def recording_note(backend, probe, env):
     """For ``record``: turns the JIT off in the target's environment ``env`` when the target
     (``probe``, see interpreter.py) runs it and ``backend``'s profile would be wrong. Returns
     the line saying what was chosen, or None when the target has no JIT on."""
     if not probe or not probe.get("jit"):
         return None
-    version = tuple(int(p) for p in probe["version"].split(".")[:2])
-    reason = why_wrong(backend, version)
+    reason = why_wrong(backend, _version_of(probe))
     if reason is None:
         return "CPython's JIT stays on in the target: this mode unwinds through its code (frame pointers)"
     env[VARIABLE] = "0"
@@ -124,12 +133,11 @@ def doctor_lines(probe, modes):
     for each of ``modes`` (name -> Mode), or None when that interpreter has no JIT."""
     if probe.get("jit") is None:
         return None
-    version = tuple(int(p) for p in probe["version"].split(".")[:2])
     details = []
     for name, mode in modes.items():
-        reason = why_wrong(mode.backend, version)
+        reason = why_wrong(mode.backend, _version_of(probe))
         details.append("%-6s %s" % (name + ":", "turns the JIT off in the target (%s=0): %s" % (VARIABLE, reason)
                                     if reason else "keeps the JIT on (its code keeps frame pointers)"))
     state = "on (%s=1)" % VARIABLE if probe["jit"] else "available, off (%s=1 turns it on)" % VARIABLE
-    return "note", "CPython's JIT is %s in %s %s; with it on, record in mode" % (
+    return "note", "CPython's JIT is %s in %s %s; what each mode does with it on:" % (
         state, probe["executable"], probe["version"]), details

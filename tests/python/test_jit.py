@@ -153,6 +153,18 @@ def test_start_up_turns_the_jit_off_only_where_it_breaks_the_profile(interp, wor
     assert ("(started again with PYTHON_JIT=0)" in ran["stderr"]) is (breaks and how == "runner"), ran["stderr"]
 
 
+def test_start_up_leaves_an_unasked_jit_and_the_environment_alone(interp, work):
+    require_jit(interp)
+    probe = work / "probe.py"
+    probe.write_text(PROBE)
+    # Empty is unset to CPython (and holds off a PYTHON_JIT the test run may have).
+    asked = {"PERF_TRAMPOLINE": "perf_jit", "PYTHON_JIT": ""}
+    out = interp.run(["-c", DRIVER, json.dumps(asked), interp.python[0], str(probe), "0"])
+    ran = json.loads(out.stdout)
+    seen = json.loads(ran["stdout"])
+    assert (seen["jit"], seen["active"], seen["PYTHON_JIT"], ran["stderr"]) == (False, True, "", ""), ran
+
+
 ACTIVATE = r'''
 import sys, perf_trampoline
 try:

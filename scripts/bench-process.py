@@ -23,6 +23,8 @@ def main():
     ap.add_argument("--interpreters", help="comma-separated names or versions from target/interpreters.json")
     ap.add_argument("--workloads", help="comma-separated, from: " + ", ".join(w.name for w in WORKLOADS))
     ap.add_argument("--quick", action="store_true", help="fewer rounds, smaller per-call workloads")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="set in every variant's environment, e.g. PYTHON_JIT=1 (CPython's JIT on, 3.14+)")
     args = ap.parse_args()
     if not MANIFEST.exists():
         sys.exit("bench-process: %s is missing: run scripts/test-interpreters.sh first" % MANIFEST)
@@ -41,7 +43,9 @@ def main():
     if not interpreters or not workloads:
         sys.exit("bench-process: nothing to run")
     rounds = args.rounds or (3 if args.quick else 12)
-    bench = Bench(args.quick)
+    if any("=" not in e for e in args.env):
+        sys.exit("bench-process: --env takes NAME=VALUE")
+    bench = Bench(args.quick, dict(e.split("=", 1) for e in args.env))
     try:
         bench.run(interpreters, workloads, rounds)
     finally:

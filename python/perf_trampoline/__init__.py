@@ -11,8 +11,9 @@ trampoline, named ``py::<qualname>:<filename>`` in ``/tmp/perf-<pid>.map`` and/o
 import os
 import types
 
-from ._native import BACKENDS, STRATEGIES, _after_fork_in_child, _prepare_code, activate, deactivate, is_active
+from ._native import BACKENDS, STRATEGIES, _after_fork_in_child, _prepare_code, deactivate, is_active
 from ._native import _state as _state  # for tests and diagnostics
+from .jit import activate  # the extension's, refusing a backend CPython's JIT would make wrong
 
 __all__ = ["BACKENDS", "STRATEGIES", "activate", "deactivate", "is_active", "prepare"]
 

@@ -6,6 +6,7 @@ CPython's own support for them (3.11 and older).
 Support reaches child processes too (see activate(children=True)) unless
 ``PERF_TRAMPOLINE_CHILDREN=0`` keeps it to this process.
 A bad value prints one line naming the accepted values, and the program runs without support.
+Where CPython's JIT would make the profile wrong, it is kept off for the run (see jit.py).
 """
 
 import os
@@ -79,8 +80,12 @@ def run():
         # A variable reaches child processes by itself, each reading it as its version does
         # (CPython's own switches are CPython's from 3.12 on); -X is handed on as PERF_TRAMPOLINE.
         children = None
-    from . import activate
+    from . import activate, jit
 
+    refusal = jit.turn_off_if_wrong(backend)
+    if refusal:
+        _say("%s (running without perf support)" % refusal)
+        return
     try:
         activate(backend, children=children)
     except ValueError as e:

@@ -5,7 +5,7 @@ import os
 import shlex
 import shutil
 
-from . import _native, bring_along, interpreter, leftovers, machine, modes
+from . import _native, bring_along, interpreter, jit, leftovers, machine, modes
 
 
 class Report:
@@ -84,6 +84,9 @@ def doctor(args, prog):
         report.add("warn", warning)
     else:
         report.add("ok", "no other frame-evaluation hook at start-up")
+    jit_state = jit.doctor_lines(probe, modes.MODES)
+    if jit_state:
+        report.add(*jit_state)
 
     if mode.name == "dwarf":
         directory, what = leftovers.output_dir(), "jitdump (it must be mapped executable)"

@@ -19,7 +19,8 @@ import json, sys, sysconfig
 flags = " ".join(sysconfig.get_config_var(v) or "" for v in ("CFLAGS", "CONFIGURE_CFLAGS"))
 info = {"executable": sys.executable, "version": ".".join(map(str, sys.version_info[:3])),
         "frame_pointers": "-fno-omit-frame-pointer" in flags.split(),
-        "cpython_trampoline": bool(getattr(sys, "is_stack_trampoline_active", lambda: False)())}
+        "cpython_trampoline": bool(getattr(sys, "is_stack_trampoline_active", lambda: False)()),
+        "jit": sys._jit.is_enabled() if hasattr(sys, "_jit") and sys._jit.is_available() else None}
 try:
     import perf_trampoline
     info["ours_active"] = perf_trampoline.is_active()

@@ -7,7 +7,7 @@ import shutil
 import signal
 import subprocess
 
-from . import bring_along, interpreter, machine, modes, streaming
+from . import bring_along, interpreter, jit, machine, modes, streaming
 from .console import Failure, interrupt, on_signals, say
 from .session import Session, unlink
 
@@ -38,7 +38,8 @@ def record(args, prog):
     if mode.name == "dwarf" and version < machine.PERF_FOR_JITDUMP:
         say("warning: " + machine.old_perf_warning(text))
     env, notes = modes.target_env(mode, os.environ)
-    for note in notes:
+    notes.append(jit.recording_note(mode.backend, probe, env))
+    for note in filter(None, notes):
         say(note)
     say("mode %s (%s): %s" % (mode.name, mode.summary, why))
 

@@ -116,8 +116,9 @@ def count_records(path):
 
 
 class Bench:
-    def __init__(self, quick):
+    def __init__(self, quick, env=None):
         self.quick = quick
+        self.env = env or {}  # for every variant (PYTHON_JIT=1: the JIT on where support keeps it on)
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="pt-bench-", dir="/tmp"))
         # The sid interpreters run as root in a chroot that shares /tmp: they must read it.
         self.dir.chmod(0o755)
@@ -159,7 +160,7 @@ class Bench:
 
     def measure(self, interp, workload, variant):
         cmd = self.command(interp, workload, variant)
-        env = clean_env(variant.env)
+        env = clean_env(dict(self.env, **variant.env))
 
         def once():
             cpu, pid, text = run_child(cmd, env)

@@ -14,7 +14,7 @@ import time
 import pytest
 from conftest import BUSY_FUNCTIONS, INTERPRETERS
 from perf_trampoline import bring_along
-from test_cli import cli, folded_stacks, named_for, qualnames
+from test_cli import cli, folded_stacks, leftovers, named_for, now, qualnames
 
 PYENV = pathlib.Path.home() / ".pyenv" / "versions"
 
@@ -111,6 +111,7 @@ def files_under(path):
 @pytest.mark.parametrize("bare", BARE, ids=[b.id for b in BARE])
 def test_record_brings_us_along(bare, work):
     cli_interp, installed = bare.resolve()
+    since = now()  # files of older processes with the same pids (pids wrap) are not ours
     package = cli_interp.run(["-c", "import perf_trampoline, os; print(os.path.dirname(perf_trampoline.__file__))"])
     package = package.stdout.decode().strip()
     prog = str(work / "prog.py")
@@ -134,7 +135,7 @@ def test_record_brings_us_along(bare, work):
                                  work, env=env)
     seen = views(stdout)
     pids = [seen[r]["pid"] for r in ("parent", "child") if r in seen]
-    left = [p for pid in pids for p in named_for(pid)]
+    left = [p for pid in pids for p in leftovers(pid, since)]
     for path in left:
         os.unlink(path)
     assert status == 0, stderr

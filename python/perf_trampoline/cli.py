@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from . import checks, leftovers, unwound
+from . import attach, checks, leftovers, unwound
 from .stacks import Profile
 
 # Signals that stop a recording (perf then writes what it has) or abort the processing.
@@ -450,7 +450,7 @@ def _has_user_stacks(data):
 def _parser(prog):
     parser = argparse.ArgumentParser(
         prog=prog, description="Python functions in perf profiles: record a program into a flame graph.")
-    sub = parser.add_subparsers(dest="action", metavar="{record,report,doctor,clean}")
+    sub = parser.add_subparsers(dest="action", metavar="{record,report,doctor,clean,attach,detach}")
     sub.required = True
 
     def outputs(p):
@@ -490,6 +490,12 @@ def _parser(prog):
     cln = sub.add_parser("clean", help="remove our perf maps and jitdumps of processes that are gone "
                          "(in $PERF_TRAMPOLINE_DIR, else /tmp)")
     cln.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
+
+    for verb, text in (("attach", "turn support on in a running Python process"),
+                       ("detach", "turn support off in a running Python process (removes our hook)")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("pid", type=int, help="the process")
+        attach.add_arguments(p, backend=verb == "attach")
     return parser
 
 
@@ -525,10 +531,12 @@ def main(argv=None):
             return checks.doctor(args.python, prog)
         if args.action == "clean":
             return clean(args, prog)
+        if args.action in ("attach", "detach"):
+            return (attach.main_attach if args.action == "attach" else attach.main_detach)(args, say)
         return (record if args.action == "record" else report)(args, prog)
-    except Failure as e:
+    except (Failure, attach.Refusal) as e:
         say(str(e))
-        return e.status
+        return getattr(e, "status", 2)
     except KeyboardInterrupt:
         say("interrupted")
         return 130

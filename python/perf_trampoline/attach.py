@@ -350,7 +350,16 @@ def main_detach(args, say):
 def add_arguments(parser, backend=True):
     """The options attach and detach share with ``record -p``."""
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
-                        help="how long to wait for the process to run the request (default %(default)s s)")
+                        help="how long to wait for the process to turn support on or off (default %(default)s s)")
     if backend:
         parser.add_argument("--backend", default="perf", choices=("perf", "perf_jit", "perf,perf_jit"),
                             help="what to write: the perf map (perf), the jitdump (perf_jit), or both")
+
+
+def add_record_arguments(parser):
+    """record's options for a running process (see live.py)."""
+    parser.add_argument("-p", "--pid", type=int, help="record this running Python process instead of a command "
+                        "(support is turned on in it for the recording, then off)")
+    parser.add_argument("--duration", type=float, metavar="S",
+                        help="with -p: stop after S seconds (default: at Ctrl-C or when the process exits)")
+    add_arguments(parser, backend=False)

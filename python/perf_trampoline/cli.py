@@ -213,22 +213,25 @@ class Session:
                 progress.tick("%d samples" % profile.samples)
             yield line
 
-    def write(self, profile, title, top):
-        """Writes the flame graph and the folded stacks, prints the top functions; False when
-        there was nothing to draw."""
+    def write(self, profile, title, top, note=None):
+        """Writes the flame graph and the folded stacks, prints the top functions (and
+        ``note``, which the flame graph's title carries too); False when there was nothing
+        to draw."""
         if not profile.samples:
             say("no samples: nothing to draw")
             return False
         from ._native import flamegraph_svg
 
         folded = profile.folded()
-        _write_atomically(self.svg, flamegraph_svg(folded, title))
+        _write_atomically(self.svg, flamegraph_svg(folded, title + (" - " + note if note else "")))
         _write_atomically(self.folded, folded)
         say("wrote %s (flame graph) and %s (folded stacks)" % (self.svg, self.folded))
         if not profile.in_python:
             say("warning: no sample is in a Python function: was perf-trampoline on in the target "
                 "(PERF_TRAMPOLINE=perf or perf_jit), and are its /tmp/perf-<pid>.map or jit-<pid>.dump files still there?")
         sys.stdout.write(profile.table(top))
+        if note:
+            sys.stdout.write("note: %s\n" % note)
         sys.stdout.flush()
         return True
 
@@ -345,34 +348,8 @@ def record(args, prog):
             say("the target %s" % _describe(returncode))
 
         title = " ".join([os.path.basename(command[0])] + command[1:])
-        try:
-            with _on_signals(_interrupt):
-                say("recorded %.1f MB" % (os.path.getsize(data) / 1e6))
-                if mode.name == "unwind":
-                    samples_from, profile = data, session.unwind(data, args.native)
-                else:
-                    session.scan(data)
-                    samples_from = session.inject(data)
-                    profile = session.read(samples_from, args.native)
-                session.write(profile, "%s (%s mode)" % (title, mode.name), args.top)
-        except (KeyboardInterrupt, Failure) as e:
-            # The recording is all there: keep it, and what perf needs to read it, for `report`.
-            keep_outputs = True
-            kept = _keep(data, session.stem + ".perf.data")
-            say("%s; the recording is kept in %s (and the perf maps or jitdumps it needs); finish with: %s report %s -o %s"
-                % ("interrupted" if isinstance(e, KeyboardInterrupt) else e, kept, prog, shlex.quote(kept),
-                   shlex.quote(session.svg)))
-            return 130 if isinstance(e, KeyboardInterrupt) else e.status
-        if args.keep:
-            keep_outputs = True
-            kept = [_keep(data, session.stem + ".perf.data")]
-            if samples_from != data:
-                kept.append(_keep(samples_from, session.stem + ".perf.jit.data"))
-                session.jitted = []
-            # perf's own DWARF unwinder stops at the trampolines (no CFI): ours reads it again.
-            again = ("%s report %s" % (prog, kept[-1]) if mode.name == "unwind" else "perf report -i " + kept[-1])
-            say("kept %s, and the perf maps, jitdumps and jitted-*.so files it needs: %s" % (" and ".join(kept), again))
-        return _status_of(returncode)
+        status, keep_outputs = process(session, data, mode, args, title, prog)
+        return _status_of(returncode) if status is None else status
     finally:
         if not keep_outputs:
             for pid in session.pids:
@@ -380,6 +357,39 @@ def record(args, prog):
             for dump in session.dumps:
                 _unlink(dump)
         session.close()
+
+
+def process(session, data, mode, args, title, prog, note=None):
+    """Draws the flame graph of the recording ``data`` and prints the top functions (with
+    ``note`` under them); returns (exit status when processing failed else None, whether the
+    recording and the outputs it needs were kept)."""
+    try:
+        with _on_signals(_interrupt):
+            say("recorded %.1f MB" % (os.path.getsize(data) / 1e6))
+            if mode.name == "unwind":
+                samples_from, profile = data, session.unwind(data, args.native)
+            else:
+                session.scan(data)
+                samples_from = session.inject(data)
+                profile = session.read(samples_from, args.native)
+            session.write(profile, "%s (%s mode)" % (title, mode.name), args.top, note)
+    except (KeyboardInterrupt, Failure) as e:
+        # The recording is all there: keep it, and what perf needs to read it, for `report`.
+        kept = _keep(data, session.stem + ".perf.data")
+        say("%s; the recording is kept in %s (and the perf maps or jitdumps it needs); finish with: %s report %s -o %s"
+            % ("interrupted" if isinstance(e, KeyboardInterrupt) else e, kept, prog, shlex.quote(kept),
+               shlex.quote(session.svg)))
+        return (130 if isinstance(e, KeyboardInterrupt) else e.status), True
+    if not args.keep:
+        return None, False
+    kept = [_keep(data, session.stem + ".perf.data")]
+    if samples_from != data:
+        kept.append(_keep(samples_from, session.stem + ".perf.jit.data"))
+        session.jitted = []
+    # perf's own DWARF unwinder stops at the trampolines (no CFI): ours reads it again.
+    again = ("%s report %s" % (prog, kept[-1]) if mode.name == "unwind" else "perf report -i " + kept[-1])
+    say("kept %s, and the perf maps, jitdumps and jitted-*.so files it needs: %s" % (" and ".join(kept), again))
+    return None, True
 
 
 def _keep(path, dest):
@@ -477,6 +487,7 @@ def _parser(prog):
     rec.add_argument("--keep", action="store_true",
                      help="keep perf.data (as <output>.perf.data), the perf maps, jitdumps and jitted-*.so files")
     rec.add_argument("command", nargs=argparse.REMAINDER, help="the program to profile, after --")
+    attach.add_record_arguments(rec)
 
     rep = sub.add_parser("report", help="draw the flame graph of an existing perf.data")
     outputs(rep)
@@ -533,6 +544,10 @@ def main(argv=None):
             return clean(args, prog)
         if args.action in ("attach", "detach"):
             return (attach.main_attach if args.action == "attach" else attach.main_detach)(args, say)
+        if args.action == "record" and args.pid is not None:
+            from . import live  # it builds on this module's Session
+
+            return live.record_pid(args, prog)
         return (record if args.action == "record" else report)(args, prog)
     except (Failure, attach.Refusal) as e:
         say(str(e))

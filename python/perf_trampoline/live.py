@@ -38,9 +38,9 @@ def record_pid(args, prog):
     perf, version, text = _find_perf()
     if mode.name == "dwarf" and version < checks.PERF_FOR_JITDUMP:
         say("warning: " + checks.old_perf_warning(text))
-    say("mode %s (%s): %s" % (mode.name, mode.summary, why))
     pid = args.pid
     answer = attach.attach(pid, mode.backend, args.timeout)
+    say("mode %s (%s): %s" % (mode.name, mode.summary, why))
     attach.say_attached(pid, answer, say)
     if answer.get("already") and mode.backend not in answer.get("backend", "").split(","):
         say("warning: process %d writes %s, not the %s that --mode %s reads: its Python functions may stay unnamed"

@@ -1,0 +1,312 @@
+"""Attaching to running Python processes (attach, detach, record -p) on real perf and real
+interpreters: a plain interpreter without our package on its path (3.14+, sys.remote_exec),
+the refusals (each message, and the target still runs), and the files handed over."""
+
+import os
+import signal
+import stat
+import subprocess
+import time
+
+import pytest
+
+from conftest import INTERPRETERS
+from test_cli import cli, clean_env, folded_stacks, named_for
+
+REMOTE = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.version >= (3, 14)] or [
+    pytest.param(None, marks=pytest.mark.skip(reason="no CPython 3.14+: run scripts/test-interpreters.sh"))]
+OLDER = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.version < (3, 14)] or [
+    pytest.param(None, marks=pytest.mark.skip(reason="no CPython 3.9-3.13: run scripts/test-interpreters.sh"))]
+
+# Prints its pid, then runs a known call chain (outer > middle > leaf) in its main thread and
+# THREADS-1 more for SECONDS, checking every result, and says how it went: the calls made,
+# the wrong results, and whether support was left on.
+TARGET = r'''
+import os, sys, threading, time
+def leaf(n):
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+def middle(n):
+    return leaf(n) + 1
+def outer(n):
+    return middle(n) - 1
+N = 2000
+RIGHT = (N - 1) * N * (2 * N - 1) // 6
+seconds, threads = float(sys.argv[1]), int(sys.argv[2])
+calls, wrong = [0], [0]
+def work():
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if outer(N) != RIGHT:
+            wrong[0] += 1
+        calls[0] += 1
+print(os.getpid(), flush=True)
+others = [threading.Thread(target=work) for _ in range(threads - 1)]
+for t in others:
+    t.start()
+work()
+for t in others:
+    t.join()
+pt = sys.modules.get("perf_trampoline")
+print("calls", calls[0], "wrong", wrong[0], "active", pt.is_active() if pt else None, flush=True)
+'''
+CHAIN = ("outer", "middle", "leaf")
+
+
+def plain(py):
+    """The interpreter of ``py``'s version itself, not its venv: our package is not on its path."""
+    return "python%d.%d" % py.version
+
+
+class Target:
+    """TARGET run in ``py``'s root by the plain interpreter (``venv``: by the venv's,
+    which has our package)."""
+
+    def __init__(self, py, work, seconds, threads=1, args=(), env=None, program=TARGET, venv=False):
+        (work / "target.py").write_text(program)
+        python = py.python if venv else [plain(py)]
+        self.proc = subprocess.Popen(py.wrap + python + list(args) + [str(work / "target.py"),
+                                                                             str(seconds), str(threads)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(env))
+        self.pid = int(self.proc.stdout.readline())
+
+    def finish(self, timeout=120):
+        """(exit status, stdout after the pid line, stderr)."""
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out.decode(), err.decode()
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+@pytest.fixture
+def targets():
+    started = []
+    yield started
+    for t in started:
+        t.kill()
+        for path in named_for(t.pid):
+            os.unlink(path)
+
+
+def start(targets, *args, **kw):
+    t = Target(*args, **kw)
+    targets.append(t)
+    return t
+
+
+def outcome(stdout):
+    """{"calls": int, "wrong": int, "active": text} from TARGET's last line."""
+    words = stdout.split()
+    return {"calls": int(words[1]), "wrong": int(words[3]), "active": words[5]}
+
+
+def chain_share(folded):
+    """The share of the samples whose Python frames end in CHAIN (leaf innermost)."""
+    stacks = folded_stacks(folded)
+    total = sum(stacks.values())
+    chained = sum(n for s, n in stacks.items()
+                  if tuple(f[4:].split(":")[0] for f in s if f.startswith("py::"))[-3:] == CHAIN)
+    return chained / total
+
+
+@pytest.mark.parametrize("py", REMOTE)
+def test_record_pid_on_a_plain_interpreter(py, work, targets):
+    out = subprocess.run(py.wrap + [plain(py), "-c", "import perf_trampoline"], capture_output=True)
+    assert out.returncode != 0, "our package must not be on the plain interpreter's path"
+    target = start(targets, py, work, seconds=9)
+    time.sleep(0.5)
+    status, out, err = cli(py, ["record", "-p", str(target.pid), "--duration", "3", "-o", str(work / "x.svg")],
+                           work)
+    assert status == 0, err
+    assert "frames already running when support came on have no trampoline" in out
+    assert "support is off again in process %d" % target.pid in err
+    share = chain_share(work / "x.folded")
+    assert share >= 0.9, (share, (work / "x.folded").read_text())
+    assert target.running()
+    status, out, err = target.finish()
+    assert status == 0, err
+    result = outcome(out)
+    assert result["wrong"] == 0 and result["calls"] > 0
+    assert result["active"] == "False"  # our module stays imported, support is off
+
+
+@pytest.mark.parametrize("py", REMOTE)
+def test_attach_detach_and_attach_again_says_it_is_on(py, work, targets):
+    target = start(targets, py, work, seconds=30)
+    pid = str(target.pid)
+    status, _, err = cli(py, ["attach", pid], work)
+    assert status == 0 and "support is on in process %s" % pid in err, err
+    assert os.path.exists("/tmp/perf-%s.map" % pid)
+    status, _, err = cli(py, ["attach", pid, "--backend", "perf_jit"], work)
+    assert status == 0 and "support was already on in process %s (backend perf)" % pid in err, err
+    status, _, err = cli(py, ["detach", pid], work)
+    assert status == 0 and "support is off in process %s" % pid in err, err
+    status, _, err = cli(py, ["detach", pid], work)
+    assert status == 0 and "support was not on" in err, err
+    assert os.path.exists("/tmp/perf-%s.map" % pid), "the perf map stays for perf report"
+    assert target.running()
+    target.proc.send_signal(signal.SIGINT)
+    target.finish()
+
+
+# --- refusals: one line with the fix, and the target goes on ---------------------------------
+
+def refused(py, work, args, message, env=None, prefix=()):
+    out = subprocess.run(py.wrap + list(prefix) + py.python + ["-m", "perf_trampoline"] + args, cwd=work,
+                         env=clean_env(env), capture_output=True, timeout=120)
+    err = out.stderr.decode(errors="replace")
+    assert out.returncode == 2, err
+    assert message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("py", REMOTE[:1])
+def test_refuses_a_process_that_does_not_exist(py, work):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    refused(py, work, ["attach", str(gone.pid)], "no process %d" % gone.pid)
+
+
+@pytest.mark.parametrize("py", REMOTE[:1])
+def test_refuses_a_process_that_is_not_python(py, work):
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        refused(py, work, ["record", "-p", str(sleeper.pid), "--duration", "1", "-o", str(work / "x.svg")],
+                "process %d is not a Python process" % sleeper.pid)
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+@pytest.mark.parametrize("py", REMOTE)
+@pytest.mark.parametrize("how", ["env", "option"])
+def test_refuses_when_remote_debugging_is_disabled(py, work, targets, how):
+    target = start(targets, py, work, seconds=30,
+                   args=["-X", "disable_remote_debug"] if how == "option" else [],
+                   env={"PYTHON_DISABLE_REMOTE_DEBUG": "1"} if how == "env" else None)
+    what = "-X disable_remote_debug" if how == "option" else "PYTHON_DISABLE_REMOTE_DEBUG"
+    refused(py, work, ["attach", str(target.pid)], "process %d was started with %s" % (target.pid, what))
+    assert target.running()
+
+
+@pytest.mark.parametrize("py", OLDER)
+def test_refuses_an_unprepared_older_python_and_names_the_preparation(py, work, targets):
+    target = start(targets, py, work, seconds=30, venv=True)
+    refused(py, work, ["attach", str(target.pid)], "start it with PERF_TRAMPOLINE=standby")
+    assert target.running()
+
+
+@pytest.mark.parametrize("py", REMOTE[:1])
+def test_refuses_another_users_process(py, work, targets):
+    target = start(targets, py, work, seconds=30)
+    refused(py, work, ["attach", str(target.pid)], "process %d belongs to another user (uid 0)" % target.pid,
+            prefix=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+    assert target.running()
+
+
+@pytest.mark.parametrize("py", REMOTE[:1])
+def test_refuses_without_cap_sys_ptrace(py, work, targets):
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the container case is root without CAP_SYS_PTRACE")
+    target = start(targets, py, work, seconds=30)
+    refused(py, work, ["attach", str(target.pid)], "this container lacks CAP_SYS_PTRACE",
+            prefix=["setpriv", "--inh-caps=-sys_ptrace", "--bounding-set=-sys_ptrace"])
+    assert target.running()
+
+
+def test_yama_ptrace_scope():
+    if not os.path.exists("/proc/sys/kernel/yama/ptrace_scope"):
+        pytest.skip("this kernel has no Yama LSM (no /proc/sys/kernel/yama/ptrace_scope): its refusal is untested here")
+    pytest.skip("changing kernel.yama.ptrace_scope would affect every other user of this machine")
+
+
+@pytest.mark.parametrize("py", REMOTE[:1])
+def test_refuses_when_perf_trampoline_cannot_be_imported_there(py, work, targets):
+    (work / "own").mkdir()
+    (work / "own" / "perf_trampoline.py").write_text("NOT_OURS = True\n")
+    program = "import sys\nsys.path.insert(0, %r)\nimport perf_trampoline\n" % str(work / "own") + TARGET
+    target = start(targets, py, work, seconds=30, program=program)
+    refused(py, work, ["attach", str(target.pid)], "perf_trampoline cannot be imported in process %d" % target.pid)
+    assert target.running()
+
+
+@pytest.mark.parametrize("py", REMOTE[:1])
+def test_refuses_when_the_target_exits_during_the_attach(py, work, targets):
+    # The main thread sleeps (so runs no Python, not our request either) until SIGALRM ends
+    # the process.
+    program = "import os, signal, time\nprint(os.getpid(), flush=True)\nsignal.alarm(2)\ntime.sleep(30)\n"
+    target = start(targets, py, work, seconds=0, program=program)
+    refused(py, work, ["attach", str(target.pid), "--timeout", "30"],
+            "process %d exited during the attach" % target.pid)
+
+
+@pytest.mark.parametrize("py", REMOTE[:1])
+def test_a_main_thread_that_runs_no_python_times_out_and_nothing_changes_later(py, work, targets):
+    program = ("import os, sys, time\nprint(os.getpid(), flush=True)\ntime.sleep(3)\n"
+               "time.sleep(0.5)\nprint(sys.modules.get('perf_trampoline') is None, flush=True)\n")
+    target = start(targets, py, work, seconds=0, program=program)
+    refused(py, work, ["attach", str(target.pid), "--timeout", "1"],
+            "process %d ran no Python code in its main thread for 1 s" % target.pid)
+    status, out, err = target.finish()
+    # The withdrawn request ran when the sleep ended, and did nothing.
+    assert status == 0 and out.split() == ["True"], (out, err)
+    assert not os.path.exists("/tmp/perf-%d.map" % target.pid)
+
+
+# --- the files handed to the target --------------------------------------------------------
+
+def test_handoff_directory_and_files():
+    from perf_trampoline import handoff
+
+    base = os.environ.get("TMPDIR", "/tmp")
+    d = handoff.private_dir(base)
+    try:
+        assert stat.S_IMODE(os.lstat(d).st_mode) == 0o700
+        path = handoff.create(d, "script.py", b"print(1)\n")
+        st = os.lstat(path)
+        assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.geteuid()
+        handoff.check_file(path)
+        with pytest.raises(FileExistsError):  # O_EXCL: never written over
+            handoff.create(d, "script.py", b"evil\n")
+        os.symlink("/etc/passwd", os.path.join(d, "link"))
+        with pytest.raises(FileExistsError):  # O_EXCL with O_NOFOLLOW: never through a link
+            handoff.create(d, "link", b"evil\n")
+        with pytest.raises(handoff.UnsafeHandoff, match="not a plain file"):
+            handoff.check_file(os.path.join(d, "link"))
+        os.chmod(path, 0o644)
+        with pytest.raises(handoff.UnsafeHandoff, match="not ours alone"):
+            handoff.check_file(path)
+        os.chmod(d, 0o755)
+        with pytest.raises(handoff.UnsafeHandoff, match="has mode 755"):
+            handoff.create(d, "other.py", b"")
+        os.chmod(d, 0o700)
+        os.link(path, os.path.join(d, "hard"))
+        with pytest.raises(handoff.UnsafeHandoff, match="not a plain file"):
+            handoff.check_file(path)
+        if os.geteuid() == 0:
+            os.chown(d, 65534, -1)
+            with pytest.raises(handoff.UnsafeHandoff, match="belongs to uid 65534"):
+                handoff.check_dir(d)
+            handoff.check_dir(d, owners={65534})  # root handing it to the target's user
+            os.chown(d, 0, -1)
+    finally:
+        handoff.remove(d)
+    assert not os.path.exists(d)
+    link = os.path.join(base, "perf-trampoline-test-link-%d" % os.getpid())
+    os.symlink(base, link)
+    try:
+        with pytest.raises(handoff.UnsafeHandoff, match="not a directory"):
+            handoff.check_dir(link)
+    finally:
+        os.unlink(link)
+

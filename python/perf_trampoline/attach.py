@@ -6,10 +6,11 @@ untouched), and the hand-over itself: CPython 3.14+'s ``sys.remote_exec`` (PEP 7
 import json
 import os
 import re
+import stat
 import subprocess
 import time
 
-from . import handoff
+from . import handoff, standby
 
 # Said wherever an attach's profile is shown (the README explains it).
 RUNNING_FRAMES_NOTE = ("frames already running when support came on have no trampoline: "
@@ -228,32 +229,79 @@ class _Unanswered(Refusal):
     target's late run of the script to remove."""
 
 
-def _remote_exec(target, op, backend, timeout):
+def _remote_exec(target, args, directory):
+    """Hands ``args`` to the target through sys.remote_exec (3.14+)."""
     refusal = _remote_debug_refusal(target)
     if refusal:
         raise Refusal(refusal)
     if not _same_file("/proc/%d/root" % target.pid, "/"):
         raise Refusal("process %d runs in another root (a container or chroot): run perf-trampoline inside it"
                       % target.pid)
-    owner = target.uid if os.geteuid() == 0 else None
-    directory = handoff.private_dir("/tmp", owners={target.uid})
+    if not _same_file("/proc/%d/root%s" % (target.pid, directory), directory):
+        raise Refusal("process %d does not see %s (another mount namespace): run perf-trampoline "
+                      "in its namespace (nsenter -t %d -m)" % (target.pid, directory, target.pid))
+    script = handoff.create(directory, "script.py", _script(dict(args, site=_our_site())), _owner(target),
+                            {target.uid})
+    handoff.check_file(script, {target.uid})  # again, just before the target reads it
+    answer = _helper(target, script)
+    if not answer.get("ok"):
+        raise Refusal(_helper_refusal(target, answer))
+
+
+def _standby_fifo(target):
+    """The FIFO of a process started with PERF_TRAMPOLINE=standby, as we reach it, or None."""
+    path = "/proc/%d/root%s" % (target.pid, standby.fifo_path(target.pid, target.uid))
+    try:
+        handoff.check_dir(os.path.dirname(path), {target.uid})
+        st = os.lstat(path)
+    except (OSError, handoff.UnsafeHandoff):
+        return None
+    if not stat.S_ISFIFO(st.st_mode) or st.st_uid not in (target.uid, 0) or st.st_mode & 0o077:
+        return None
+    return path
+
+
+def _via_standby(target, fifo, args):
+    """Hands ``args`` to the target's standby thread: one line (atomic below PIPE_BUF)."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # ENXIO: nobody reads it, the process that made it is gone
+        raise Refusal("process %d has a standby FIFO but no thread reading it: restart it with "
+                      "PERF_TRAMPOLINE=standby" % target.pid)
+    try:
+        os.write(fd, json.dumps(args).encode() + b"\n")
+    finally:
+        os.close(fd)
+
+
+def _owner(target):
+    """Who the handed files belong to: root gives them to the target's own user, who alone
+    may then change them (that user runs the code anyway)."""
+    return target.uid if os.geteuid() == 0 else None
+
+
+def _request(target, op, backend, timeout):
+    """Asks the target to turn support on or off (standby when prepared, else remote_exec)
+    and returns its answer."""
+    fifo = _standby_fifo(target)
+    if fifo is None and target.version < (3, 14):
+        raise Refusal("process %d runs CPython %s, which cannot be attached to without preparation: start it with "
+                      "PERF_TRAMPOLINE=standby (3.9-3.13; 3.14+ needs none)" % (target.pid, target.version_text))
+    # Standby reaches into another root too: the directory is made where the target sees /tmp.
+    base = "/proc/%d/root/tmp" % target.pid if fifo else "/tmp"
+    directory = handoff.private_dir(base, owners={target.uid})
     keep = False
     try:
+        owner = _owner(target)
         if owner is not None and owner != os.geteuid():
-            # Root hands the request to the target's own user, who alone may then change it:
-            # that user runs the code anyway.
             os.chown(directory, owner, -1)
-        if not _same_file("/proc/%d/root%s" % (target.pid, directory), directory):
-            raise Refusal("process %d does not see %s (another mount namespace): run perf-trampoline "
-                          "in its namespace (nsenter -t %d -m)" % (target.pid, directory, target.pid))
-        args = {"op": op, "backend": backend, "site": _our_site(), "dir": directory}
         handoff.create(directory, "request", b"", owner, {target.uid})
-        script = handoff.create(directory, "script.py", _script(args), owner, {target.uid})
-        handoff.check_file(script, {target.uid})  # again, just before the target reads it
-        answer = _helper(target, script)
-        if answer.get("ok"):
-            return _wait(target, directory, timeout)
-        raise Refusal(_helper_refusal(target, answer))
+        args = {"op": op, "backend": backend, "dir": "/tmp/" + os.path.basename(directory) if fifo else directory}
+        if fifo:
+            _via_standby(target, fifo, args)
+        else:
+            _remote_exec(target, args, directory)
+        return _wait(target, directory, timeout)
     except _Unanswered:
         keep = True
         raise
@@ -296,10 +344,7 @@ def _helper_refusal(target, answer):
 
 def _change(pid, op, backend, timeout):
     target = inspect(pid)
-    if target.version < (3, 14):
-        raise Refusal("process %d runs CPython %s, which cannot be attached to without preparation: start it with "
-                      "PERF_TRAMPOLINE=standby (3.9-3.13; 3.14+ needs none)" % (pid, target.version_text))
-    answer = _remote_exec(target, op, backend, timeout)
+    answer = _request(target, op, backend, timeout)
     if not answer.get("ok"):
         error = answer.get("error", "?")
         if error.startswith(("ImportError", "ModuleNotFoundError")):

@@ -310,3 +310,44 @@ def test_handoff_directory_and_files():
     finally:
         os.unlink(link)
 
+
+
+# --- standby (PERF_TRAMPOLINE=standby at start-up; 3.9-3.13 have no other way) ---------------
+
+# TARGET's work in a worker thread while the main thread sleeps in one long system call (so
+# only a trigger that needs no main thread can reach it), after the program took every signal
+# it can for itself; it says first whether SIGUSR1/SIGUSR2 were still the default ones.
+STANDBY_TARGET = TARGET.replace("print(os.getpid(), flush=True)", r'''
+import signal
+usr_default = all(signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGUSR1, signal.SIGUSR2))
+for s in signal.valid_signals():
+    if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGINT):
+        signal.signal(s, lambda *a: None)
+print(os.getpid(), flush=True)
+print("usr_default", usr_default, flush=True)
+worker = threading.Thread(target=work)
+worker.start()
+time.sleep(seconds + 1)
+worker.join()
+work = lambda: None
+''')
+STANDBY = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.name in ("bullseye-3.9", "host-3.11", "sid-3.13")] or [
+    pytest.param(None, marks=pytest.mark.skip(reason="no bullseye-3.9/host-3.11/sid-3.13: run scripts/test-interpreters.sh"))]
+
+
+@pytest.mark.parametrize("py", STANDBY)
+def test_record_pid_with_standby(py, work, targets):
+    target = start(targets, py, work, seconds=9, program=STANDBY_TARGET, venv=True,
+                   env={"PERF_TRAMPOLINE": "standby"})
+    assert target.proc.stdout.readline().split() == [b"usr_default", b"True"]
+    time.sleep(0.5)
+    status, out, err = cli(py, ["record", "-p", str(target.pid), "--duration", "3", "-o", str(work / "x.svg")], work)
+    assert status == 0, err
+    assert "frames already running when support came on have no trampoline" in out
+    share = chain_share(work / "x.folded")
+    assert share >= 0.9, (share, (work / "x.folded").read_text())
+    status, out, err = target.finish()
+    assert status == 0, err
+    result = outcome(out)
+    assert result["wrong"] == 0 and result["calls"] > 0 and result["active"] == "False"
+    assert not os.path.exists("/tmp/perf-trampoline-standby-%d/%d" % (os.geteuid(), target.pid))

@@ -19,8 +19,8 @@ OLDER = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.version < (3, 14)
     pytest.param(None, marks=pytest.mark.skip(reason="no CPython 3.9-3.13: run scripts/test-interpreters.sh"))]
 
 # Prints its pid, then runs a known call chain (outer > middle > leaf) in its main thread and
-# THREADS-1 more for SECONDS, checking every result, and says how it went: the calls made,
-# the wrong results, and whether support was left on.
+# THREADS-1 more for SECONDS (or until SIGTERM), checking every result, and says how it went:
+# the calls made, the wrong results, and whether support was left on.
 TARGET = r'''
 import os, sys, threading, time
 def leaf(n):
@@ -35,10 +35,12 @@ def outer(n):
 N = 2000
 RIGHT = (N - 1) * N * (2 * N - 1) // 6
 seconds, threads = float(sys.argv[1]), int(sys.argv[2])
-calls, wrong = [0], [0]
+calls, wrong, stop = [0], [0], []
+import signal
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
 def work():
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while time.monotonic() < end and not stop:
         if outer(N) != RIGHT:
             wrong[0] += 1
         calls[0] += 1
@@ -153,8 +155,8 @@ def test_attach_detach_and_attach_again_says_it_is_on(py, work, targets):
     assert status == 0 and "support was not on" in err, err
     assert os.path.exists("/tmp/perf-%s.map" % pid), "the perf map stays for perf report"
     assert target.running()
-    target.proc.send_signal(signal.SIGINT)
-    target.finish()
+    target.proc.send_signal(signal.SIGTERM)
+    assert target.finish()[0] == 0
 
 
 # --- refusals: one line with the fix, and the target goes on ---------------------------------
@@ -351,3 +353,42 @@ def test_record_pid_with_standby(py, work, targets):
     result = outcome(out)
     assert result["wrong"] == 0 and result["calls"] > 0 and result["active"] == "False"
     assert not os.path.exists("/tmp/perf-trampoline-standby-%d/%d" % (os.geteuid(), target.pid))
+
+
+def exec_anon_bytes(pid):
+    """Bytes of anonymous executable memory in ``pid`` (our trampolines live there)."""
+    total = 0
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            if "x" in fields[1] and len(fields) < 6:
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                total += end - start
+    return total
+
+
+CYCLES = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.name in ("sid-3.13", "sid-3.14")] or [
+    pytest.param(None, marks=pytest.mark.skip(reason="no sid-3.13/sid-3.14: run scripts/test-interpreters.sh"))]
+
+
+@pytest.mark.parametrize("py", CYCLES)
+def test_fifty_attach_detach_cycles_with_eight_threads(py, work, targets):
+    standby = py.version < (3, 14)
+    target = start(targets, py, work, seconds=600, threads=8, venv=standby,
+                   env={"PERF_TRAMPOLINE": "standby"} if standby else None)
+    pid = str(target.pid)
+    sizes = []
+    for _ in range(50):
+        for verb in ("attach", "detach"):
+            status, _, err = cli(py, [verb, pid], work)
+            assert status == 0, err
+        sizes.append(exec_anon_bytes(target.pid))
+    # Later cycles reuse the trampolines of the first (only the code that runs the request
+    # itself is new each time): a chunk of 64 KiB at most.
+    assert sizes[-1] - sizes[0] <= 64 * 1024, sizes
+    assert target.running()
+    target.proc.send_signal(signal.SIGTERM)
+    status, out, err = target.finish()
+    assert status == 0, err
+    result = outcome(out)
+    assert result["wrong"] == 0 and result["calls"] > 0 and result["active"] == "False"

@@ -46,7 +46,8 @@ class Loop:
     """LOOP running in ``interp`` (its venv: our package, for standby), its blocks timestamped."""
 
     def __init__(self, interp, env=None):
-        self.proc = subprocess.Popen(interp.wrap + [interp.python, "-c", LOOP], stdout=subprocess.PIPE,
+        # setarch -R: no address randomization, so two processes differ only by what they ran.
+        self.proc = subprocess.Popen(interp.wrap + ["setarch", "-R", interp.python, "-c", LOOP], stdout=subprocess.PIPE,
                                      env=clean_env(env or {}), text=True)
         self.pid = int(self.proc.stdout.readline())
         self.blocks = []  # (monotonic time, ns per iteration)

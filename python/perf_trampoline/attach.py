@@ -10,7 +10,7 @@ import stat
 import subprocess
 import time
 
-from . import handoff, standby
+from . import checks, handoff, standby
 
 # Said wherever an attach's profile is shown (the README explains it).
 RUNNING_FRAMES_NOTE = ("frames already running when support came on have no trampoline: "
@@ -25,6 +25,9 @@ def out(**kw):
     print(json.dumps(kw))
 if not sys.is_remote_debug_enabled():
     out(error="build")
+    sys.exit(0)
+if len(sys.argv) < 3:
+    out(ok=True)
     sys.exit(0)
 try:
     sys.remote_exec(int(sys.argv[1]), sys.argv[2])
@@ -229,14 +232,21 @@ class _Unanswered(Refusal):
     target's late run of the script to remove."""
 
 
-def _remote_exec(target, args, directory):
-    """Hands ``args`` to the target through sys.remote_exec (3.14+)."""
+def _check_remote(target):
+    """Refuses when sys.remote_exec cannot reach an unprepared ``target`` from here."""
+    if target.version < (3, 14):
+        raise Refusal("process %d runs CPython %s, which cannot be attached to without preparation: start it with "
+                      "PERF_TRAMPOLINE=standby (3.9-3.13; 3.14+ needs none)" % (target.pid, target.version_text))
     refusal = _remote_debug_refusal(target)
     if refusal:
         raise Refusal(refusal)
     if not _same_file("/proc/%d/root" % target.pid, "/"):
         raise Refusal("process %d runs in another root (a container or chroot): run perf-trampoline inside it"
                       % target.pid)
+
+
+def _remote_exec(target, args, directory):
+    """Hands ``args`` to the target through sys.remote_exec (3.14+)."""
     if not _same_file("/proc/%d/root%s" % (target.pid, directory), directory):
         raise Refusal("process %d does not see %s (another mount namespace): run perf-trampoline "
                       "in its namespace (nsenter -t %d -m)" % (target.pid, directory, target.pid))
@@ -284,9 +294,8 @@ def _request(target, op, backend, timeout):
     """Asks the target to turn support on or off (standby when prepared, else remote_exec)
     and returns its answer."""
     fifo = _standby_fifo(target)
-    if fifo is None and target.version < (3, 14):
-        raise Refusal("process %d runs CPython %s, which cannot be attached to without preparation: start it with "
-                      "PERF_TRAMPOLINE=standby (3.9-3.13; 3.14+ needs none)" % (target.pid, target.version_text))
+    if fifo is None:
+        _check_remote(target)
     # Standby reaches into another root too: the directory is made where the target sees /tmp.
     base = "/proc/%d/root/tmp" % target.pid if fifo else "/tmp"
     directory = handoff.private_dir(base, owners={target.uid})
@@ -311,9 +320,10 @@ def _request(target, op, backend, timeout):
 
 
 def _helper(target, script):
-    """Runs remote_exec with the target's own interpreter (it must be of the target's version)."""
+    """Runs remote_exec with the target's own interpreter (it must be of the target's version);
+    without ``script``, only checks that its build allows remote debugging."""
     try:
-        out = subprocess.run([target.exe, "-I", "-S", "-c", _HELPER, str(target.pid), script],
+        out = subprocess.run([target.exe, "-I", "-S", "-c", _HELPER, str(target.pid)] + ([script] if script else []),
                              capture_output=True, timeout=60)
     except OSError as e:
         raise Refusal("cannot run process %d's interpreter %s here (%s): run perf-trampoline where the target "
@@ -364,6 +374,35 @@ def detach(pid, timeout=DEFAULT_TIMEOUT):
     """Turns support off in process ``pid`` and removes our hook (calls cost what they did
     before); trampolines stay mapped, the perf map and jitdump stay for perf report."""
     return _change(pid, "detach", None, timeout)
+
+
+def doctor(pid):
+    """``doctor --pid``: whether an attach to ``pid`` can work from here, and why not; prints
+    its lines in doctor's format and returns doctor's status (0, 1 or 2)."""
+    report = checks.Report()
+    print("attaching to process %d:" % pid)
+    try:
+        target = inspect(pid)
+        report.add("ok", "process %d runs CPython %s (%s), and this user may trace it" % (pid, target.version_text,
+                                                                                        target.exe))
+        if _standby_fifo(target):
+            report.add("ok", "prepared with PERF_TRAMPOLINE=standby: attach goes through its standby thread, "
+                       "which answers while any of its threads lets the GIL go")
+            return report.worst
+        _check_remote(target)
+        answer = _helper(target, None)
+        if answer.get("error"):
+            raise Refusal(_helper_refusal(target, answer))
+    except Refusal as e:
+        report.add("FAIL", str(e))
+        return report.worst
+    report.add("ok", "sys.remote_exec can reach it: the request runs when its main thread next runs Python code "
+               "(a main thread blocked in a long system call answers only when it returns)")
+    site = _our_site()
+    if not _same_file("/proc/%d/root%s" % (pid, site), site):
+        report.add("FAIL", "process %d does not see our installation %s (another mount namespace): install "
+                   "perf_trampoline in its environment, or run perf-trampoline in its namespace" % (pid, site))
+    return report.worst
 
 
 def say_attached(pid, answer, say):

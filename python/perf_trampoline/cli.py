@@ -497,6 +497,7 @@ def _parser(prog):
 
     doc = sub.add_parser("doctor", help="check perf, permissions and the interpreter, and print the command to use")
     doc.add_argument("--python", default=sys.executable, help="the interpreter to check (default: this one)")
+    doc.add_argument("--pid", type=int, help="also check whether attach / record -p can work on this process")
 
     cln = sub.add_parser("clean", help="remove our perf maps and jitdumps of processes that are gone "
                          "(in $PERF_TRAMPOLINE_DIR, else /tmp)")
@@ -539,7 +540,8 @@ def main(argv=None):
         parser.error("only record takes a command (after --)")
     try:
         if args.action == "doctor":
-            return checks.doctor(args.python, prog)
+            status = checks.doctor(args.python, prog)
+            return max(status, attach.doctor(args.pid)) if args.pid is not None else status
         if args.action == "clean":
             return clean(args, prog)
         if args.action in ("attach", "detach"):

@@ -392,3 +392,25 @@ def test_fifty_attach_detach_cycles_with_eight_threads(py, work, targets):
     assert status == 0, err
     result = outcome(out)
     assert result["wrong"] == 0 and result["calls"] > 0 and result["active"] == "False"
+
+
+@pytest.mark.parametrize("py", REMOTE[:1] + STANDBY[-1:])
+def test_doctor_pid(py, work, targets):
+    plain = start(targets, py, work, seconds=60, venv=True)
+    prepared = start(targets, py, work, seconds=60, venv=True, env={"PERF_TRAMPOLINE": "standby"})
+    status, out, _ = cli(py, ["doctor", "--pid", str(prepared.pid)], work)
+    assert "ok    prepared with PERF_TRAMPOLINE=standby" in out, out
+    status, out, _ = cli(py, ["doctor", "--pid", str(plain.pid)], work)
+    if py.version >= (3, 14):
+        assert "ok    sys.remote_exec can reach it" in out, out
+    else:
+        assert status == 2 and "FAIL  process %d runs CPython %d.%d, which cannot be attached to without preparation: " \
+            "start it with PERF_TRAMPOLINE=standby" % ((plain.pid,) + py.version) in out, out
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        status, out, _ = cli(py, ["doctor", "--pid", str(sleeper.pid)], work)
+        assert status == 2 and "FAIL  process %d is not a Python process" % sleeper.pid in out, out
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert plain.running() and prepared.running()

@@ -15,7 +15,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 py=${HOST_PYTHON:-python3.11}
-if ! "$py" -c 'import maturin, pytest' 2>/dev/null; then
-    echo "install-deps: pip packages: maturin pytest"
-    "$py" -m pip install -q --disable-pip-version-check 'maturin>=1.9,<2' 'pytest>=8'
+# ruff pinned: a new release's new findings should come with a change of ours, not fail CI.
+if ! "$py" -c 'import maturin, pytest' 2>/dev/null || [ "$("$py" -m ruff --version 2>/dev/null)" != "ruff 0.17.6" ]; then
+    echo "install-deps: pip packages: maturin pytest ruff"
+    "$py" -m pip install -q --disable-pip-version-check 'maturin>=1.9,<2' 'pytest>=8' 'ruff==0.17.6'
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: installs what they need, builds the wheel into each test interpreter,
-# then rustfmt and clippy (any finding fails), the Rust tests (cargo test) and the Python
+# then rustfmt, ruff and clippy (any finding fails), the Rust tests (cargo test) and the Python
 # tests (pytest, real perf and interpreters).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ scripts/test-interpreters.sh || exit 1
 status=0
 echo "== cargo fmt --check"
 cargo fmt --check || status=1
+echo "== ruff check"
+"${HOST_PYTHON:-python3.11}" -m ruff check --quiet . || status=1
 echo "== cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings || status=1
 cargo clippy --quiet --all-targets --features python -- -D warnings || status=1

@@ -11,8 +11,8 @@ trampoline, named ``py::<qualname>:<filename>`` in ``/tmp/perf-<pid>.map`` and/o
 import os
 import types
 
-from ._native import (BACKENDS, STRATEGIES, _after_fork_in_child, _prepare_code, _state, activate, deactivate,
-                      is_active)
+from ._native import BACKENDS, STRATEGIES, _after_fork_in_child, _prepare_code, activate, deactivate, is_active
+from ._native import _state as _state  # for tests and diagnostics
 
 __all__ = ["BACKENDS", "STRATEGIES", "activate", "deactivate", "is_active", "prepare"]
 

@@ -10,7 +10,7 @@ import stat
 import subprocess
 import time
 
-from . import checks, handoff, standby
+from . import handoff, machine, standby
 
 # Said wherever an attach's profile is shown (the README explains it).
 RUNNING_FRAMES_NOTE = ("frames already running when support came on have no trampoline: "
@@ -63,13 +63,6 @@ def _read(path):
         return f.read()
 
 
-def _ptrace_scope():
-    try:
-        return int(_read("/proc/sys/kernel/yama/ptrace_scope"))
-    except (OSError, ValueError):
-        return None
-
-
 def _has_cap_sys_ptrace():
     for line in _read("/proc/self/status").decode().splitlines():
         if line.startswith("CapEff:"):
@@ -99,7 +92,7 @@ def _permission(pid, uid):
     if root and not _has_cap_sys_ptrace():
         raise Refusal("no permission to trace process %d: this container lacks CAP_SYS_PTRACE "
                       "(fix: start it with --cap-add SYS_PTRACE)" % pid)
-    scope = _ptrace_scope()
+    scope = machine.read_int("/proc/sys/kernel/yama/ptrace_scope")
     if scope is None or root and scope < 3:
         return
     if scope == 3:
@@ -130,16 +123,16 @@ def inspect(pid):
     try:
         uid = os.stat("/proc/%d" % pid).st_uid
     except FileNotFoundError:
-        raise Refusal("no process %d (check the pid: `ps -e` lists them)" % pid)
+        raise Refusal("no process %d (check the pid: `ps -e` lists them)" % pid) from None
     _permission(pid, uid)
     try:
         exe = os.readlink("/proc/%d/exe" % pid)
         cmdline = _read("/proc/%d/cmdline" % pid).split(b"\0")
         environ = dict(v.split(b"=", 1) for v in _read("/proc/%d/environ" % pid).split(b"\0") if b"=" in v)
     except FileNotFoundError:
-        raise Refusal("process %d is not a Python process (it has no executable: a kernel thread, or exiting)" % pid)
+        raise Refusal("process %d is not a Python process (it has no executable: a kernel thread, or exiting)" % pid) from None
     except PermissionError:
-        raise Refusal("no permission to read process %d's /proc files: run this as its user, or as root" % pid)
+        raise Refusal("no permission to read process %d's /proc files: run this as its user, or as root" % pid) from None
     if exe.endswith(" (deleted)"):
         exe = exe[:-len(" (deleted)")]
     version = _python_version(pid, exe)
@@ -209,7 +202,7 @@ def _wait(target, directory, timeout):
                 return json.load(f)
         except (FileNotFoundError, handoff.UnsafeHandoff) as e:
             if isinstance(e, handoff.UnsafeHandoff) and os.path.lexists(result):
-                raise Refusal("the answer of process %d is not a file of its own (%s): not trusted" % (target.pid, e))
+                raise Refusal("the answer of process %d is not a file of its own (%s): not trusted" % (target.pid, e)) from None
         if not _alive(target.pid):
             raise Refusal("process %d exited during the attach" % target.pid)
         if time.monotonic() > deadline:
@@ -277,7 +270,7 @@ def _via_standby(target, fifo, args):
         fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:  # ENXIO: nobody reads it, the process that made it is gone
         raise Refusal("process %d has a standby FIFO but no thread reading it: restart it with "
-                      "PERF_TRAMPOLINE=standby" % target.pid)
+                      "PERF_TRAMPOLINE=standby" % target.pid) from None
     try:
         os.write(fd, json.dumps(args).encode() + b"\n")
     finally:
@@ -327,7 +320,7 @@ def _helper(target, script):
                              capture_output=True, timeout=60)
     except OSError as e:
         raise Refusal("cannot run process %d's interpreter %s here (%s): run perf-trampoline where the target "
-                      "runs" % (target.pid, target.exe, e.strerror))
+                      "runs" % (target.pid, target.exe, e.strerror)) from None
     try:
         return json.loads(out.stdout.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -376,33 +369,30 @@ def detach(pid, timeout=DEFAULT_TIMEOUT):
     return _change(pid, "detach", None, timeout)
 
 
-def doctor(pid):
-    """``doctor --pid``: whether an attach to ``pid`` can work from here, and why not; prints
-    its lines in doctor's format and returns doctor's status (0, 1 or 2)."""
-    report = checks.Report()
-    print("attaching to process %d:" % pid)
+def reachability(pid):
+    """For ``doctor --pid``: [(level, text)] saying whether an attach to ``pid`` can work from
+    here, and why not (levels as doctor's: "ok", "FAIL")."""
+    lines = []
     try:
         target = inspect(pid)
-        report.add("ok", "process %d runs CPython %s (%s), and this user may trace it" % (pid, target.version_text,
-                                                                                        target.exe))
+        lines.append(("ok", "process %d runs CPython %s (%s), and this user may trace it"
+                      % (pid, target.version_text, target.exe)))
         if _standby_fifo(target):
-            report.add("ok", "prepared with PERF_TRAMPOLINE=standby: attach goes through its standby thread, "
-                       "which answers while any of its threads lets the GIL go")
-            return report.worst
+            return lines + [("ok", "prepared with PERF_TRAMPOLINE=standby: attach goes through its standby thread, "
+                             "which answers while any of its threads lets the GIL go")]
         _check_remote(target)
         answer = _helper(target, None)
         if answer.get("error"):
             raise Refusal(_helper_refusal(target, answer))
     except Refusal as e:
-        report.add("FAIL", str(e))
-        return report.worst
-    report.add("ok", "sys.remote_exec can reach it: the request runs when its main thread next runs Python code "
-               "(a main thread blocked in a long system call answers only when it returns)")
+        return lines + [("FAIL", str(e))]
+    lines.append(("ok", "sys.remote_exec can reach it: the request runs when its main thread next runs Python code "
+                  "(a main thread blocked in a long system call answers only when it returns)"))
     site = _our_site()
     if not _same_file("/proc/%d/root%s" % (pid, site), site):
-        report.add("FAIL", "process %d does not see our installation %s (another mount namespace): install "
-                   "perf_trampoline in its environment, or run perf-trampoline in its namespace" % (pid, site))
-    return report.worst
+        lines.append(("FAIL", "process %d does not see our installation %s (another mount namespace): install "
+                      "perf_trampoline in its environment, or run perf-trampoline in its namespace" % (pid, site)))
+    return lines
 
 
 def say_attached(pid, answer, say):

@@ -30,7 +30,7 @@ def check_dir(path, owners=None):
     try:
         st = os.lstat(path)
     except OSError as e:
-        raise UnsafeHandoff("%s: %s" % (path, e.strerror))
+        raise UnsafeHandoff("%s: %s" % (path, e.strerror)) from None
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafeHandoff("%s is not a directory (a link?)" % path)
     if st.st_uid not in _owners(owners):
@@ -46,7 +46,7 @@ def check_file(path, owners=None):
     try:
         st = os.lstat(path)
     except OSError as e:
-        raise UnsafeHandoff("%s: %s" % (path, e.strerror))
+        raise UnsafeHandoff("%s: %s" % (path, e.strerror)) from None
     if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
         raise UnsafeHandoff("%s is not a plain file of its own (a link?)" % path)
     if st.st_uid not in _owners(owners) or st.st_mode & 0o077:

@@ -7,11 +7,10 @@ pid starts it over itself, and until then perf would read it for that process.
 """
 
 import os
-import re
 import stat
 import time
 
-NAME = re.compile(r"(?:perf-(\d+)\.map|jit-(\d+)\.dump)\Z")
+from . import _native
 
 # A file written less than this before its pid was found free may belong to a process that
 # took the pid since (file times come from a clock that lags behind): it is left alone.
@@ -19,8 +18,8 @@ RECENT_NS = 1_000_000_000
 
 
 def output_dir():
-    """Where our files go: ``$PERF_TRAMPOLINE_DIR``, else /tmp."""
-    return os.environ.get("PERF_TRAMPOLINE_DIR") or "/tmp"
+    """Where our files go: the extension's answer (``$PERF_TRAMPOLINE_DIR``, else /tmp)."""
+    return str(_native.output_dir())
 
 
 def _alive(pid):
@@ -54,9 +53,9 @@ def find(directory):
     the directory cannot be read."""
     found = []
     for name in sorted(os.listdir(directory)):
-        m = NAME.match(name)
-        if m:
-            pid = int(m.group(1) or m.group(2))
+        ours = _native.parse_output_name(name)
+        if ours:
+            pid = ours[1]
             path = os.path.join(directory, name)
             size = _size_if_left_over(path, pid)
             if size is not None:

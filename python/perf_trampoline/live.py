@@ -6,8 +6,10 @@ import os
 import signal
 import subprocess
 
-from . import attach, checks
-from .cli import Failure, Session, _find_perf, _on_signals, process, say
+from . import attach, machine, modes
+from .console import Failure, on_signals, say
+from .record import process
+from .session import Session
 
 
 def _perf_record(perf, options, data, pid, duration):
@@ -20,7 +22,7 @@ def _perf_record(perf, options, data, pid, duration):
         caught.append(signum)
         proc.send_signal(signal.SIGINT)
 
-    with _on_signals(stop):
+    with on_signals(stop):
         try:
             proc.wait(timeout=duration)
         except subprocess.TimeoutExpired:
@@ -30,14 +32,15 @@ def _perf_record(perf, options, data, pid, duration):
 
 
 def record_pid(args, prog):
+    """``record -p PID``: see the module's docstring."""
     if args.command:
         raise Failure("record takes either -p PID or a command, not both")
     if args.duration is not None and args.duration <= 0:
         raise Failure("--duration %g: give a number of seconds above 0" % args.duration)
-    mode, why = checks.choose_mode(args.mode, None)
-    perf, version, text = _find_perf()
-    if mode.name == "dwarf" and version < checks.PERF_FOR_JITDUMP:
-        say("warning: " + checks.old_perf_warning(text))
+    mode, why = modes.choose_mode(args.mode, None)
+    perf, version, text = machine.find_perf()
+    if mode.name == "dwarf" and version < machine.PERF_FOR_JITDUMP:
+        say("warning: " + machine.old_perf_warning(text))
     pid = args.pid
     answer = attach.attach(pid, mode.backend, args.timeout)
     say("mode %s (%s): %s" % (mode.name, mode.summary, why))
@@ -58,7 +61,7 @@ def record_pid(args, prog):
                 _detach(pid, args.timeout)
         if not os.path.exists(data) or os.path.getsize(data) == 0:
             raise Failure("perf could not record (its message is above).\n  "
-                          + "\n  ".join(checks.permission_help())
+                          + "\n  ".join(machine.permission_help())
                           + "\n  `%s doctor --pid %d` checks the whole set-up." % (prog, pid))
         if stopped_by:
             say("recording stopped by %s" % signal.Signals(stopped_by).name)

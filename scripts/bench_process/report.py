@@ -92,7 +92,7 @@ class Report:
                 for _, table in self.measures:
                     base = table[(interp.name, w.name, "none")]
                     costs.append({v.name: paired(table[(interp.name, w.name, v.name)], base,
-                                                 lambda x, y: (x - y) / w.code_objects * 1e6)
+                                                 lambda x, y, w=w: (x - y) / w.code_objects * 1e6)
                                   for v in variants})
                 for v in variants:
                     cells = []
@@ -128,7 +128,7 @@ class Report:
         added = many.code_objects - next(w for w in self.workloads if w.name == "many10k").code_objects
         bench = self.bench
         for interp in self.interpreters:
-            def extra(table, wname, variant):
+            def extra(table, wname, variant, interp=interp):
                 return statistics.median(paired(table[(interp.name, wname, variant)],
                                                 table[(interp.name, wname, "none")], lambda x, y: x - y))
 

@@ -3,13 +3,18 @@
 import os
 import pathlib
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 
 from .workloads import SCRIPTS, parse_report
+
+try:
+    from perf_trampoline._native import read_jitdump
+except ImportError:
+    sys.exit("bench-process: run it with the test venv's python, which has perf_trampoline: "
+             "target/venvs/3.11/bin/python scripts/bench-process.py")
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "target" / "interpreters.json"
@@ -86,9 +91,6 @@ def run_child(cmd, env):
     return usage.ru_utime + usage.ru_stime, p.pid, text
 
 
-JITDUMP_RECORD_HEADER = 16  # id, total_size (u32 each), timestamp (u64)
-
-
 def count_records(path):
     """(bytes up to the end of the last record, records) of a perf map (non-blank lines) or a
     jitdump (CODE_LOAD records)."""
@@ -97,16 +99,10 @@ def count_records(path):
         # A writer killed with SIGKILL may leave a tail of blank lines behind its last record.
         lines = [line for line in data.split(b"\n") if line.strip()]
         return sum(len(line) + 1 for line in lines), len(lines)
-    loads, pos = 0, struct.unpack_from("=I", data, 8)[0]
-    while pos + JITDUMP_RECORD_HEADER <= len(data):
-        kind, size = struct.unpack_from("=II", data, pos)
-        # A zeroed header means "end" (the unwritten tail of a killed writer's file); a record
-        # running past the end of the file was cut short and is not one.
-        if size < JITDUMP_RECORD_HEADER or pos + size > len(data):
-            break
-        loads += kind == 0
-        pos += size
-    return pos, loads
+    # The extension's reader stops at a zeroed header (the unwritten tail of a killed writer's
+    # file) and at a record cut short.
+    dump = read_jitdump(path)
+    return dump["end"], sum(r["kind"] == "load" for r in dump["records"])
 
 
 class Bench:
@@ -136,7 +132,7 @@ class Bench:
         for w in workloads:
             if w.script == "many.py":
                 cmd = interp.wrap + [interp.python, str(self.dir / "many.py"), "prepare", str(w.arg)]
-                self.retry(lambda: run_child(cmd, clean_env({})), interp.name + " prepare " + w.name)
+                self.retry(lambda cmd=cmd: run_child(cmd, clean_env({})), interp.name + " prepare " + w.name)
 
     @staticmethod
     def retry(fn, what, attempts=4):

@@ -22,6 +22,7 @@ use linux_perf_data::linux_perf_event_reader::{
 };
 use linux_perf_data::{PerfFileReader, PerfFileRecord};
 
+use crate::registry::{DEFAULT_DIR, OutputKind};
 use elf::ElfFile;
 use process::{Backing, Mapping, Process};
 use symbols::SymbolTable;
@@ -356,7 +357,7 @@ impl State {
     fn perf_map_symbol(&mut self, pid: i32, addr: u64) -> Option<String> {
         let notes = &mut self.out.notes;
         let table = self.perf_maps.entry(pid).or_insert_with(|| {
-            let path = PathBuf::from(format!("/tmp/perf-{pid}.map"));
+            let path = perf_map_path(pid);
             match symbols::read_perf_map(&path) {
                 Ok(t) => Some(t),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -380,7 +381,7 @@ impl State {
         if !missing.is_empty() {
             let list: Vec<String> = missing
                 .iter()
-                .map(|p| format!("/tmp/perf-{p}.map"))
+                .map(|&p| perf_map_path(p).display().to_string())
                 .collect();
             self.out.notes.push(format!(
                 "no perf map for some code (its frames stay [unknown]): {}",
@@ -422,4 +423,10 @@ fn trim_zeros(id: &[u8]) -> &[u8] {
 fn base_name(path: &[u8]) -> String {
     let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
     String::from_utf8_lossy(name).into_owned()
+}
+
+/// Where perf (and so we) look for process `pid`'s perf map: always /tmp, whatever our own
+/// output directory is.
+fn perf_map_path(pid: i32) -> PathBuf {
+    OutputKind::PerfMap.path(Path::new(DEFAULT_DIR), pid as u32)
 }

@@ -5,6 +5,7 @@ mod children;
 mod co_extra;
 mod code_fields;
 mod discover;
+mod files;
 mod flamegraph;
 mod fork;
 mod hook;
@@ -112,6 +113,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fork::_prepare_code, m)?)?;
     m.add_function(wrap_pyfunction!(unwind::unwind_perf_data, m)?)?;
     m.add_function(wrap_pyfunction!(unwind::perf_data_has_user_stacks, m)?)?;
+    m.add_function(wrap_pyfunction!(files::output_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(files::output_path, m)?)?;
+    m.add_function(wrap_pyfunction!(files::parse_output_name, m)?)?;
+    m.add_function(wrap_pyfunction!(files::read_jitdump, m)?)?;
+    m.add("OUTPUT_DIR_VARIABLE", crate::registry::DIR_ENV)?;
+    m.add("PERF_MAP_DIR", crate::registry::DEFAULT_DIR)?;
     m.add("BACKENDS", backend::NAMES.to_vec())?;
     m.add("STRATEGIES", Strategy::NAMES.to_vec())?;
     Ok(())

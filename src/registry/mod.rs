@@ -38,9 +38,37 @@ pub enum OutputKind {
 impl OutputKind {
     /// Where the output of process `pid` lives in `dir`: the names perf looks for.
     pub fn path(self, dir: &Path, pid: u32) -> PathBuf {
+        dir.join(format!("{}{pid}{}", self.prefix(), self.suffix()))
+    }
+
+    /// Every kind, for callers that look for any of our files.
+    pub const ALL: [OutputKind; 2] = [OutputKind::PerfMap, OutputKind::JitDump];
+
+    /// The kind and pid a file name such as `perf-123.map` stands for, if it is one of ours.
+    pub fn parse_file_name(name: &str) -> Option<(OutputKind, u32)> {
+        Self::ALL.into_iter().find_map(|kind| {
+            let digits = name
+                .strip_prefix(kind.prefix())?
+                .strip_suffix(kind.suffix())?;
+            // u32's parser also takes a leading '+', which no name of ours has.
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some((kind, digits.parse().ok()?))
+        })
+    }
+
+    fn prefix(self) -> &'static str {
         match self {
-            OutputKind::PerfMap => dir.join(format!("perf-{pid}.map")),
-            OutputKind::JitDump => dir.join(format!("jit-{pid}.dump")),
+            OutputKind::PerfMap => "perf-",
+            OutputKind::JitDump => "jit-",
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            OutputKind::PerfMap => ".map",
+            OutputKind::JitDump => ".dump",
         }
     }
 }
@@ -415,5 +443,26 @@ mod tests {
         assert_eq!(reg.paths(), vec![PathBuf::from("b")]);
         assert!(reg.record(&sym).is_empty());
         assert_eq!(taken.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn file_names_read_back_as_the_kind_and_pid_they_were_made_for() {
+        for kind in OutputKind::ALL {
+            for pid in [1, 4_194_304, u32::MAX] {
+                let path = kind.path(Path::new("/x"), pid);
+                let name = path.file_name().unwrap().to_str().unwrap();
+                assert_eq!(OutputKind::parse_file_name(name), Some((kind, pid)));
+            }
+        }
+        for other in [
+            "perf-.map",
+            "perf-+1.map",
+            "perf-1.map.tmp",
+            "jit-1.map",
+            "perf-4294967296.map",
+            "x",
+        ] {
+            assert_eq!(OutputKind::parse_file_name(other), None, "{other}");
+        }
     }
 }

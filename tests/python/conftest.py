@@ -61,14 +61,17 @@ def _load():
 INTERPRETERS = _load()
 
 
+def pytest_configure(config):
+    # Without the interpreters every test of them would be skipped and the run would look
+    # green: stop instead, and say how to get them.
+    if not INTERPRETERS:
+        pytest.exit("no test interpreters (%s is missing or empty): run scripts/test.sh, or "
+                    "scripts/test-interpreters.sh once before pytest" % MANIFEST.relative_to(ROOT), returncode=4)
+
+
 def pytest_generate_tests(metafunc):
     if "interp" in metafunc.fixturenames:
-        if not INTERPRETERS:
-            params = [pytest.param(None, marks=pytest.mark.skip(
-                reason="no test interpreters: run scripts/test-interpreters.sh first"))]
-        else:
-            params = [pytest.param(i, id=i.name) for i in INTERPRETERS]
-        metafunc.parametrize("interp", params)
+        metafunc.parametrize("interp", [pytest.param(i, id=i.name) for i in INTERPRETERS])
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import INTERPRETERS
-from test_cli import cli, clean_env, folded_stacks, named_for
+from test_cli import clean_env, cli, folded_stacks, named_for
 
 REMOTE = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.version >= (3, 14)] or [
     pytest.param(None, marks=pytest.mark.skip(reason="no CPython 3.14+: run scripts/test-interpreters.sh"))]

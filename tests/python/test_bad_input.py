@@ -7,7 +7,6 @@ import re
 import subprocess
 
 import pytest
-
 from conftest import ROOT, map_lines
 
 LINE = re.compile(r"^[0-9a-f]+ [0-9a-f]+ py::[^\n]*$")

@@ -4,7 +4,6 @@ The other hook used here is CPython's own perf trampoline (3.12+), the one real 
 every interpreter of that age carries."""
 
 import pytest
-
 from conftest import map_lines
 
 SCRIPT = r'''

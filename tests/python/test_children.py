@@ -6,8 +6,6 @@ it to one process."""
 import json
 
 import pytest
-
-from conftest import map_lines
 from test_lifecycle import dump_pids_and_names, names_in_map
 
 # Four workers, each made to run one task at the same time (a barrier), each task defining and

@@ -14,7 +14,6 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from conftest import INTERPRETERS, ROOT, copy_example
 from perf_trampoline._native import flamegraph_svg
 from perf_trampoline.stacks import Profile

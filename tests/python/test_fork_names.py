@@ -6,7 +6,6 @@ import pathlib
 import re
 
 import pytest
-
 from perf_trampoline.stacks import python_chain, records
 from test_lifecycle import dump_pids_and_names, names_in_map, run_script
 

@@ -7,7 +7,6 @@ import subprocess
 import tempfile
 
 import pytest
-
 from conftest import INTERPRETERS, ROOT
 
 

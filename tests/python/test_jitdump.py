@@ -5,13 +5,12 @@ import collections
 import glob
 import os
 import signal
-import struct
 import subprocess
 import time
 
 import pytest
-
 from conftest import copy_example
+from perf_trampoline._native import read_jitdump
 from perf_trampoline.stacks import chain_share, python_chain, samples
 
 SEED_CHAIN = ["foo", "bar", "baz", "<module>"]
@@ -114,19 +113,13 @@ def test_same_chain_and_names_as_cpythons_own_perf_jit(interp, work):
     assert ours_names == theirs_names
 
 
-def parse_dump(data):
-    """(record ids, the bytes after the last whole record) of a jitdump. A record header of
-    zeros ends it, as it ends perf's reader: the writer's room not used yet."""
-    magic, version, header_size = struct.unpack_from("=III", data, 0)
-    assert magic == 0x4A695444 and version == 1
-    ids, pos = [], header_size
-    while pos + 16 <= len(data):
-        rid, size = struct.unpack_from("=II", data, pos)
-        if size < 16 or pos + size > len(data):
-            break
-        ids.append(rid)
-        pos += size
-    return ids, data[pos:]
+def parse_dump(path):
+    """(record kinds, the bytes after the last whole record) of a jitdump, read by the
+    extension's reader. A record header of zeros ends it, as it ends perf's reader: the
+    writer's room not used yet."""
+    dump = read_jitdump(path)
+    assert dump["header"]["version"] == 1
+    return [r["kind"] for r in dump["records"]], path.read_bytes()[dump["end"]:]
 
 
 KILLED = r'''
@@ -148,15 +141,15 @@ def test_dump_is_whole_after_exit_and_after_sigkill(interp, work, how):
                      env={"PERF_TRAMPOLINE": "perf_jit", "PERF_TRAMPOLINE_DIR": str(work)})
     assert out.returncode == (-signal.SIGKILL if how == "kill" else 0), out.stderr.decode()
     pid = int(out.stdout.split()[0])
-    ids, rest = parse_dump((work / ("jit-%d.dump" % pid)).read_bytes())
+    kinds, rest = parse_dump(work / ("jit-%d.dump" % pid))
     if how == "exit":
         assert rest == b"", "the unused room is cut off at a normal exit"
     else:
         assert rest and rest.count(0) == len(rest), "after SIGKILL only zeroed room follows the records"
-    loads = ids.count(0)
+    loads = kinds.count("load")
     assert loads >= 52  # work, 50 exec'd functions and their <module> code
-    assert ids.count(4) == loads  # one unwinding record each
-    assert (ids[-1] == 3) == (how == "exit"), "CODE_CLOSE only at a normal exit"
+    assert kinds.count("unwinding") == loads  # one unwinding record each
+    assert (kinds[-1] == "close") == (how == "exit"), "CODE_CLOSE only at a normal exit"
 
 
 LONG_RUNNING = r'''

@@ -1,14 +1,11 @@
 """Never break the program being profiled: fork, threads, deactivation with trampolines on
 the stack, every kind of frame, deep recursion, unbounded code creation."""
 
-import json
-import os
 import re
-import struct
 
 import pytest
-
 from conftest import map_lines
+from perf_trampoline._native import read_jitdump
 
 MAP_LINE = re.compile(r"^[0-9a-f]+ [0-9a-f]+ py::[^\n]*$")
 
@@ -27,18 +24,10 @@ def names_in_map(work, pid):
 
 def dump_pids_and_names(work, pid):
     """(header pid, {CODE_LOAD pid and tid}, [names]) of our jit-<pid>.dump."""
-    data = (work / ("jit-%d.dump" % pid)).read_bytes()
-    header_pid = struct.unpack_from("=I", data, 20)[0]
-    pos, pids, names = struct.unpack_from("=I", data, 8)[0], set(), []
-    while pos + 16 <= len(data):
-        rid, size = struct.unpack_from("=II", data, pos)
-        if size < 16:
-            break  # a header of zeros: the writer's unused room (a child leaving by os._exit)
-        if rid == 0:
-            pids.update(struct.unpack_from("=II", data, pos + 16))
-            names.append(data[pos + 56:data.index(b"\0", pos + 56)].decode())
-        pos += size
-    return header_pid, pids, names
+    # A header of zeros ends the records: the writer's unused room (a child leaving by os._exit).
+    dump = read_jitdump(work / ("jit-%d.dump" % pid))
+    loads = [r for r in dump["records"] if r["kind"] == "load"]
+    return dump["header"]["pid"], {r[k] for r in loads for k in ("pid", "tid")}, [r["name"] for r in loads]
 
 
 FORK = r'''

@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-
 from conftest import ROOT
 
 LINE = re.compile(r"^([0-9a-f]+) ([0-9a-f]+) (py::.*)$")

@@ -1,10 +1,8 @@
 """`perf record -g` on an interpreter built with frame pointers shows the Python call chain."""
 
-import os
 import pathlib
 
 import pytest
-
 from conftest import copy_example
 from perf_trampoline.stacks import chain_share
 

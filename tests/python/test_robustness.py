@@ -6,8 +6,7 @@ import os
 import subprocess
 
 import pytest
-
-from conftest import ROOT, map_lines
+from conftest import map_lines
 
 FRAMES = r'''
 import asyncio, signal, sys, traceback

@@ -8,7 +8,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import map_lines
 from test_cli import cli
 from test_lifecycle import MAP_LINE, dump_pids_and_names, names_in_map

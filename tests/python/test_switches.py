@@ -2,11 +2,9 @@
 older PYTHONPERFSUPPORT / -X perf; bad values print one line and the program runs anyway."""
 
 import json
-import os
 import shutil
 
 import pytest
-
 from conftest import ROOT, map_lines
 
 PROBE = ROOT / "tests" / "python" / "argv_probe.py"

@@ -3,12 +3,10 @@ perf and real interpreters: native libraries under their Python callers, the see
 chain next to the older modes' on the same interpreter, `report` of hand-made recordings."""
 
 import json
-import os
 import pathlib
 import shutil
 
 import pytest
-
 from conftest import ROOT, copy_example
 from test_cli import SEED_CHAIN, busy_program, cli, folded_stacks, qualnames, remove_leftovers
 from test_jitdump import start_long_running

@@ -1,0 +1,97 @@
+"""What the target interpreter says about itself (asked by running it), and what its answers
+mean for a recording: whether it can load our module, and whether another hook is in the way."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+# Python's own perf switches: on 3.12+ they turn on CPython's trampoline, which ours will not
+# stack on; on older versions ours honours them, after PERF_TRAMPOLINE.
+CPYTHON_SWITCHES = ("PYTHONPERFSUPPORT", "PYTHON_PERF_JIT_SUPPORT")
+
+# Runs in the target interpreter (any version perf-trampoline supports) and prints JSON.
+_PROBE = r'''
+import json, sys, sysconfig
+flags = " ".join(sysconfig.get_config_var(v) or "" for v in ("CFLAGS", "CONFIGURE_CFLAGS"))
+info = {"executable": sys.executable, "version": ".".join(map(str, sys.version_info[:3])),
+        "frame_pointers": "-fno-omit-frame-pointer" in flags.split(),
+        "cpython_trampoline": bool(getattr(sys, "is_stack_trampoline_active", lambda: False)())}
+try:
+    import perf_trampoline
+    info["ours_active"] = perf_trampoline.is_active()
+except Exception as e:
+    info["support_error"] = "%s: %s" % (type(e).__name__, e)
+try:
+    import ctypes
+    api = ctypes.pythonapi
+    api.PyInterpreterState_Get.restype = ctypes.c_void_p
+    get = api._PyInterpreterState_GetEvalFrameFunc
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+    current = get(api.PyInterpreterState_Get())
+    info["eval_hook"] = current not in (None, ctypes.cast(api._PyEval_EvalFrameDefault, ctypes.c_void_p).value)
+except Exception:
+    info["eval_hook"] = None
+print(json.dumps(info))
+'''
+
+
+def python_of(command):
+    """The Python interpreter ``command`` runs, as a path, or None when it cannot be told:
+    ``python...`` itself, or a script whose ``#!`` line names one."""
+    exe = shutil.which(command[0]) if command else None
+    if exe is None:
+        return None
+    if os.path.basename(exe).startswith("python"):
+        return exe
+    try:
+        with open(exe, "rb") as f:
+            first = f.readline(512).decode(errors="replace")
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    if words and os.path.basename(words[0]) == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]
+    if words and os.path.basename(words[0]).startswith("python"):
+        return shutil.which(words[0])
+    return None
+
+
+def probe_python(python, environ):
+    """What ``python`` reports about itself (see _PROBE), or {"error": ...}. Runs with the
+    given environment minus our own switch, so any eval hook it shows is someone else's."""
+    env = {k: v for k, v in environ.items() if not k.startswith("PERF_TRAMPOLINE")}
+    try:
+        out = subprocess.run([python, "-c", _PROBE], capture_output=True, env=env, timeout=60)
+    except OSError as e:
+        return {"error": str(e)}
+    try:
+        return json.loads(out.stdout.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": (out.stderr.decode(errors="replace").strip() or "no answer")[-400:]}
+
+
+def support_error(probe):
+    """Why the probed interpreter cannot switch perf-trampoline on, or None."""
+    if "support_error" not in probe:
+        return None
+    return ("%s cannot import perf_trampoline (%s): install it there (pip install perf-trampoline), "
+            "or profile with the Python it is installed in: %s" % (probe["executable"], probe["support_error"],
+                                                                    sys.executable))
+
+
+def hook_warning(probe):
+    """A warning when the interpreter starts with another frame-evaluation hook on, or None."""
+    if probe.get("cpython_trampoline"):
+        switches = [n for n in CPYTHON_SWITCHES if os.environ.get(n)]
+        return ("CPython's own perf trampoline is on at start-up%s; perf-trampoline does not stack on it. "
+                "fix: unset %s (record removes them for its target) and drop -X perf / -X perf_jit"
+                % (" (%s is set)" % ", ".join(switches) if switches else "", " and ".join(CPYTHON_SWITCHES)))
+    if probe.get("eval_hook") and not probe.get("ours_active"):
+        return ("another frame-evaluation hook is installed at start-up (a sitecustomize or .pth file of a "
+                "debugger or profiler?): perf-trampoline calls through it, its frames show between Python "
+                "functions. fix: turn that tool off while profiling")
+    return None

@@ -1,0 +1,192 @@
+"""One recording turned into a profile: its processes and jitdumps found, perf inject run when
+it needs it, its samples folded (through perf script or our own unwinder), and the flame graph,
+folded stacks and top table written, all with a scratch directory beside the output."""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from . import _native, unwound
+from .console import Failure, Progress, say
+from .stacks import Profile
+
+# "... PERF_RECORD_MMAP2 123/123: [...]: r-xp /tmp/jit-123.dump" and the like.
+_DUMP = re.compile(r"PERF_RECORD_MMAP2? .*\]: \S+ (?P<path>.*/jit-(?P<pid>\d+)\.dump)$")
+_JITTED = re.compile(r"PERF_RECORD_MMAP2? .*/jitted-\d+-\d+\.so$")
+_PIDS = re.compile(r"PERF_RECORD_COMM.*:(?P<comm_pid>\d+)/\d+$|PERF_RECORD_FORK\((?P<fork_pid>\d+):|^\s*(?P<pid>\d+)\s*$")
+
+
+SAVED = ".perf-trampoline-saved"
+
+
+class Session:
+    """Turns one recording into a flame graph, with a scratch directory beside the output.
+    ``close()`` removes it and the jitted-*.so files perf inject wrote for us, and puts back
+    the ones we set aside."""
+
+    def __init__(self, perf, svg):
+        self.perf = perf
+        self.svg = os.path.abspath(svg)
+        if not os.path.isdir(os.path.dirname(self.svg)):
+            raise Failure("%s: its directory does not exist" % svg)
+        self.stem = self.svg[:-4] if self.svg.endswith(".svg") else self.svg
+        self.folded = self.stem + ".folded"
+        self.work = tempfile.mkdtemp(prefix=".perf-trampoline-", dir=os.path.dirname(self.svg))
+        self.pids = set()   # every process of the recording
+        self.dumps = set()  # their jitdumps (the jit markers in the recording)
+        self.injected = False
+        self.jitted = []    # jitted-*.so files our perf inject wrote
+        self.saved = []     # jitted-*.so files that were there before it, set aside
+
+    def _perf(self, args, what, stdout=subprocess.DEVNULL):
+        with tempfile.TemporaryFile() as err:
+            status = subprocess.call([self.perf] + args, stdout=stdout, stderr=err)
+            if status != 0:
+                err.seek(0)
+                raise Failure("%s failed (status %d): %s" % (what, status, err.read().decode(errors="replace")[-2000:]))
+
+    def scan(self, data):
+        """Finds the recording's processes and jitdumps, and whether it is injected already."""
+        with tempfile.TemporaryFile() as out:
+            self._perf(["script", "-i", data, "-F", "pid", "--show-task-events", "--show-mmap-events"],
+                       "perf script (side-band events)", stdout=out)
+            out.seek(0)
+            for raw in out:
+                line = raw.decode(errors="replace").rstrip("\n")
+                m = _DUMP.search(line)
+                if m:
+                    self.dumps.add(m.group("path"))
+                    self.pids.add(int(m.group("pid")))
+                elif _JITTED.search(line):
+                    self.injected = True
+                m = _PIDS.search(line)
+                if m:
+                    self.pids.add(int(next(g for g in m.groups() if g)))
+
+    def inject(self, data):
+        """Runs perf inject --jit when the recording has jitdumps and is not injected yet;
+        returns the file to read samples from."""
+        if not self.dumps or self.injected:
+            return data
+        # perf inject writes jitted-<pid>-<n>.so afresh, with new build ids: an injected file
+        # made earlier from the same dumps would lose its code. Set those aside until close().
+        for path in self._jitted_files():
+            os.replace(path, path + SAVED)
+            self.saved.append(path)
+        progress = Progress("perf inject --jit")
+        out = os.path.join(self.work, "perf.jit.data")
+        try:
+            # perf inject also copies every jitted-*.so into the build-id cache: a cache of its
+            # own keeps those out of ~/.debug (perf finds them by path).
+            self._perf(["--buildid-dir", os.path.join(self.work, "buildid"), "inject", "--jit", "-i", data, "-o", out],
+                       "perf inject --jit")
+        finally:
+            self.jitted = list(self._jitted_files())
+        progress.done("%d functions" % len(self.jitted))
+        return out
+
+    def _jitted_files(self):
+        for dump in self.dumps:
+            pid = os.path.basename(dump)[4:-5]
+            for path in glob.glob(os.path.join(glob.escape(os.path.dirname(dump)), "jitted-%s-*.so" % pid)):
+                yield path
+
+    def read(self, data, native):
+        """Folds the samples of ``data`` (perf script) into a Profile."""
+        profile = Profile(native)
+        progress = Progress("perf script")
+        with tempfile.TemporaryFile() as err:
+            # --no-inline: without addr2line (sid's root has none) perf 7.2 sometimes stops
+            # unwinding at the first trampoline while looking for inlined frames.
+            proc = subprocess.Popen(
+                [self.perf, "script", "-i", data, "-F", "comm,pid,tid,ip,sym,dso", "--max-stack", "1024", "--no-inline"],
+                stdout=subprocess.PIPE, stderr=err, encoding="utf-8", errors="replace")
+            try:
+                profile.add_perf_script(self._ticking(proc.stdout, progress, profile))
+            except BaseException:
+                proc.kill()
+                raise
+            finally:
+                proc.stdout.close()
+                proc.wait()
+            if proc.returncode != 0:
+                err.seek(0)
+                raise Failure("perf script failed (status %d): %s"
+                              % (proc.returncode, err.read().decode(errors="replace")[-2000:]))
+        progress.done("%d samples" % profile.samples)
+        return profile
+
+    def unwind(self, data, native):
+        """Folds the samples of ``data`` (perf map, ``--call-graph dwarf``) through our unwinder."""
+        progress = Progress("unwinding")
+        try:
+            profile, result = unwound.read(data, native, lambda n: progress.tick("%d samples" % n))
+        except ValueError as e:
+            raise Failure(str(e)) from None
+        self.pids.update(result["pids"])
+        for note in result["notes"]:
+            say("note: " + note)
+        progress.done("%d samples" % profile.samples)
+        return profile
+
+    @staticmethod
+    def _ticking(lines, progress, profile):
+        for n, line in enumerate(lines):
+            if n % 4096 == 0:
+                progress.tick("%d samples" % profile.samples)
+            yield line
+
+    def write(self, profile, title, top, note=None):
+        """Writes the flame graph and the folded stacks, prints the top functions (and
+        ``note``, which the flame graph's title carries too); False when there was nothing
+        to draw."""
+        if not profile.samples:
+            say("no samples: nothing to draw")
+            return False
+        from ._native import flamegraph_svg
+
+        folded = profile.folded()
+        write_atomically(self.svg, flamegraph_svg(folded, title + (" - " + note if note else "")))
+        write_atomically(self.folded, folded)
+        say("wrote %s (flame graph) and %s (folded stacks)" % (self.svg, self.folded))
+        if not profile.in_python:
+            say("warning: no sample is in a Python function: was perf-trampoline on in the target "
+                "(PERF_TRAMPOLINE=perf or perf_jit), and are its /tmp/perf-<pid>.map or jit-<pid>.dump files still there?")
+        sys.stdout.write(profile.table(top))
+        if note:
+            sys.stdout.write("note: %s\n" % note)
+        sys.stdout.flush()
+        return True
+
+    def remove_outputs(self):
+        """Removes the perf maps and jitdumps of the recording's processes."""
+        for pid in self.pids:
+            unlink(_native.output_path("perf map", pid, _native.PERF_MAP_DIR))
+        for dump in self.dumps:
+            unlink(dump)
+
+    def close(self):
+        for path in self.jitted:
+            unlink(path)
+        for path in self.saved:
+            os.replace(path + SAVED, path)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def write_atomically(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def unlink(path):
+    """Removes ``path`` if it is there."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

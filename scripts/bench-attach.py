@@ -7,7 +7,8 @@ also unprepared, shows how far two identical processes differ).
 
 The loop reports its own thread CPU time per block of iterations, so neither the other
 processes on this machine nor the attach itself count. 3.14+ targets are attached through
-sys.remote_exec (no preparation); older ones through standby.
+sys.remote_exec (no preparation); older ones through standby. Run it with the test venv's
+python: target/venvs/3.11/bin/python scripts/bench-attach.py [--rounds N] [--interpreters ...]
 """
 
 import argparse

@@ -105,7 +105,9 @@ def detach_ratios(interp, rounds, seconds):
 def standby_ratios(interp, rounds, seconds):
     """Per round: (standby armed / no preparation, a second unprepared process / the first:
     how far two identical processes differ), the loops running in turns, order rotated."""
-    armed, plain, control = Loop(interp, {"PERF_TRAMPOLINE": "standby"}), Loop(interp), Loop(interp)
+    # The same environment size for all (it moves the stack, and with it the loop's speed).
+    armed = Loop(interp, {"PERF_TRAMPOLINE": "standby"})
+    plain, control = Loop(interp, {"PERF_TRAMPOLINX": "standby"}), Loop(interp, {"PERF_TRAMPOLINX": "standby"})
     loops = [armed, plain, control]
     try:
         for loop in loops:

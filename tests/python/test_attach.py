@@ -413,3 +413,59 @@ def test_doctor_pid(py, work, targets):
         sleeper.kill()
         sleeper.wait()
     assert plain.running() and prepared.running()
+
+
+@pytest.mark.parametrize("py", REMOTE[:1] + STANDBY[:1])
+def test_record_pid_on_a_process_with_support_on_leaves_it_on(py, work, targets):
+    # On 3.14+ turned on at start-up; before, through standby (nothing else reaches them).
+    standby = py.version < (3, 14)
+    target = start(targets, py, work, seconds=6, venv=True,
+                   env={"PERF_TRAMPOLINE": "standby" if standby else "perf_jit"})
+    if standby:
+        assert cli(py, ["attach", str(target.pid), "--backend", "perf_jit"], work)[0] == 0
+    time.sleep(0.5)
+    status, _, err = cli(py, ["record", "-p", str(target.pid), "--duration", "1", "-o", str(work / "x.svg")], work)
+    assert status == 0, err
+    assert "support was already on in process %d (backend perf_jit): recording anyway, leaving it on" % target.pid in err
+    assert "writes perf_jit, not the perf that --mode unwind reads" in err
+    status, out, err = target.finish()
+    assert status == 0 and outcome(out)["active"] == "True", (out, err)
+
+
+@pytest.mark.parametrize("py", REMOTE)
+def test_standby_serves_a_314_process_that_disables_remote_debugging(py, work, targets):
+    target = start(targets, py, work, seconds=8, venv=True,
+                   env={"PERF_TRAMPOLINE": "standby", "PYTHON_DISABLE_REMOTE_DEBUG": "1"})
+    time.sleep(0.5)
+    status, out, err = cli(py, ["record", "-p", str(target.pid), "--duration", "2", "-o", str(work / "x.svg")], work)
+    assert status == 0, err
+    assert chain_share(work / "x.folded") >= 0.9
+    status, out, err = target.finish()
+    assert status == 0 and outcome(out)["wrong"] == 0, err
+
+
+def test_refusal_for_a_build_without_remote_debugging():
+    pytest.skip("every 3.14+ here is built with remote debugging (Debian's): the --without-remote-debug "
+                "refusal (sys.is_remote_debug_enabled() false in the target's interpreter) is untested")
+
+
+@pytest.mark.parametrize("py", REMOTE[:1] + STANDBY[-1:])
+def test_root_attaches_to_another_users_process(py, work, targets):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    standby = py.version < (3, 14)
+    python = py.python if standby else [plain(py)]
+    proc = subprocess.Popen(py.wrap + ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + python
+                            + ["-c", TARGET, "8", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
+                            env=clean_env({"PERF_TRAMPOLINE": "standby"} if standby else None))
+    target = Target.__new__(Target)
+    target.proc = proc
+    target.pid = int(proc.stdout.readline())
+    targets.append(target)
+    assert os.stat("/proc/%d" % target.pid).st_uid == 65534
+    status, _, err = cli(py, ["attach", str(target.pid)], work)
+    assert status == 0 and "support is on in process %d" % target.pid in err, err
+    status, _, err = cli(py, ["detach", str(target.pid)], work)
+    assert status == 0 and "support is off in process %d" % target.pid in err, err
+    status, out, err = target.finish()
+    assert status == 0 and outcome(out)["wrong"] == 0 and outcome(out)["active"] == "False", err

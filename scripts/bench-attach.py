@@ -2,8 +2,8 @@
 """What an attach leaves behind, per interpreter: a call-heavy loop's CPU time per iteration
 after ``perf-trampoline detach`` over before ``attach`` (the same process, paired round by
 round), and with ``PERF_TRAMPOLINE=standby`` armed but never fired over no preparation at all
-(two processes, run in turns: the others are stopped with SIGSTOP while one runs; a third,
-also unprepared, shows how far two identical processes differ).
+(fresh processes every round, run in turns: the others are stopped with SIGSTOP while one
+runs; a third, also unprepared, shows how far two identical processes differ).
 
 The loop reports its own thread CPU time per block of iterations, so neither the other
 processes on this machine nor the attach itself count. 3.14+ targets are attached through
@@ -14,6 +14,7 @@ python: target/venvs/3.11/bin/python scripts/bench-attach.py [--rounds N] [--int
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -26,7 +27,10 @@ from bench_process.runner import MANIFEST, Interpreter, clean_env
 # Prints, per block of calls, its thread CPU nanoseconds per iteration (one Python call of
 # f per iteration), forever; its pid first.
 LOOP = r"""
-import os, sys, time
+import os, random, sys, time
+# Where the loop's objects land moves its speed by up to 15% on 3.11 (any import before it
+# does that); a random layout per process turns that into noise that rounds average out.
+_layout = [bytes(random.randrange(1, 4096)) for _ in range(random.randrange(1, 256))]
 def f(x):
     return x + 1
 def block(n):
@@ -47,9 +51,10 @@ class Loop:
     """LOOP running in ``interp`` (its venv: our package, for standby), its blocks timestamped."""
 
     def __init__(self, interp, env=None):
-        # setarch -R: no address randomization, so two processes differ only by what they ran.
-        self.proc = subprocess.Popen(interp.wrap + ["setarch", "-R", interp.python, "-c", LOOP], stdout=subprocess.PIPE,
-                                     env=clean_env(env or {}), text=True)
+        # The stack moves with the environment's size: a random one per process, as the heap's.
+        env = dict(env or {}, LAYOUT="x" * random.randrange(4096))
+        self.proc = subprocess.Popen(interp.wrap + [interp.python, "-c", LOOP], stdout=subprocess.PIPE,
+                                     env=clean_env(env), text=True)
         self.pid = int(self.proc.stdout.readline())
         self.blocks = []  # (monotonic time, ns per iteration)
         threading.Thread(target=self._read, daemon=True).start()
@@ -103,29 +108,28 @@ def detach_ratios(interp, rounds, seconds):
 
 
 def standby_ratios(interp, rounds, seconds):
-    """Per round: (standby armed / no preparation, a second unprepared process / the first:
-    how far two identical processes differ), the loops running in turns, order rotated."""
-    # The same environment size for all (it moves the stack, and with it the loop's speed).
-    armed = Loop(interp, {"PERF_TRAMPOLINE": "standby"})
-    plain, control = Loop(interp, {"PERF_TRAMPOLINX": "standby"}), Loop(interp, {"PERF_TRAMPOLINX": "standby"})
-    loops = [armed, plain, control]
-    try:
-        for loop in loops:
-            os.kill(loop.pid, signal.SIGSTOP)
-        ratios = []
-        for r in range(rounds):
+    """Per round, with fresh processes (fresh layouts): (standby armed / no preparation, a
+    second unprepared process / the first: how far two identical processes differ), the
+    loops running in turns, order rotated."""
+    ratios = []
+    for r in range(rounds):
+        armed, plain, control = Loop(interp, {"PERF_TRAMPOLINE": "standby"}), Loop(interp), Loop(interp)
+        loops = [armed, plain, control]
+        try:
+            for loop in loops:
+                os.kill(loop.pid, signal.SIGSTOP)
             medians = {}
             for run in loops[r % 3:] + loops[:r % 3]:
                 os.kill(run.pid, signal.SIGCONT)
-                time.sleep(0.3)
+                time.sleep(0.5)  # past start-up and specialization
                 medians[run] = run.window(seconds)
                 os.kill(run.pid, signal.SIGSTOP)
             ratios.append((medians[armed] / medians[plain], medians[control] / medians[plain]))
-        return ratios
-    finally:
-        for loop in loops:
-            os.kill(loop.pid, signal.SIGCONT)
-            loop.stop()
+        finally:
+            for loop in loops:
+                os.kill(loop.pid, signal.SIGCONT)
+                loop.stop()
+    return ratios
 
 
 def summary(values):
@@ -134,7 +138,7 @@ def summary(values):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seconds", type=float, default=1.5, help="per measuring window")
     parser.add_argument("--interpreters", default="host-3.11,sid-3.13,sid-3.14,sid-3.15")
     args = parser.parse_args()

@@ -1,7 +1,8 @@
 """Turning perf-trampoline on and off in a Python process that is already running: what the
 process is and whether it can be attached to (each refusal one line with its fix, the process
-untouched), and the hand-over itself: CPython 3.14+'s ``sys.remote_exec`` (PEP 768) runs
-``_injected.py`` in it, which answers through a result file."""
+untouched), and the hand-over itself: a process started with ``PERF_TRAMPOLINE=standby``
+reads the request from its FIFO (standby.py); any other CPython 3.14+ runs ``_injected.py``
+through ``sys.remote_exec`` (PEP 768). Either way it answers through a result file."""
 
 import json
 import os
@@ -189,7 +190,7 @@ def _alive(pid):
     return state not in ("Z", "X")
 
 
-def _wait(target, directory, timeout):
+def _wait(target, directory, timeout, via_standby):
     """The target's answer, waiting at most ``timeout`` seconds; Refusal when it exits first
     or does not answer (the request is then withdrawn unless the target already took it)."""
     result = os.path.join(directory, "result")
@@ -214,9 +215,11 @@ def _wait(target, directory, timeout):
             except FileNotFoundError:  # taken just now: the answer is coming
                 withdrawn, deadline = True, time.monotonic() + timeout
                 continue
-            raise _Unanswered("process %d ran no Python code in its main thread for %g s (blocked in a long system "
-                              "call, a C extension or a lock?): nothing was changed; try again when it is busy "
-                              "running Python, or with a longer --timeout" % (target.pid, timeout))
+            raise _Unanswered("process %d ran no Python code in its %s for %g s (%s): nothing was changed; try "
+                              "again when it is busy running Python, or with a longer --timeout"
+                              % (target.pid, "standby thread" if via_standby else "main thread", timeout,
+                                 "a thread holding the GIL in C code?" if via_standby else
+                                 "blocked in a long system call, a C extension or a lock?"))
         time.sleep(0.02)
 
 
@@ -303,7 +306,7 @@ def _request(target, op, backend, timeout):
             _via_standby(target, fifo, args)
         else:
             _remote_exec(target, args, directory)
-        return _wait(target, directory, timeout)
+        return _wait(target, directory, timeout, fifo is not None)
     except _Unanswered:
         keep = True
         raise

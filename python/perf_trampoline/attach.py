@@ -197,13 +197,14 @@ def _wait(target, directory, timeout, via_standby):
     deadline = time.monotonic() + timeout
     withdrawn = False
     while True:
-        try:
-            handoff.check_file(result, {target.uid})
-            with open(result, encoding="utf-8") as f:
+        if os.path.lexists(result):  # whole once there: the target renames it into place
+            try:
+                handoff.check_file(result, {target.uid})
+            except handoff.UnsafeHandoff as e:
+                raise Refusal("the answer of process %d is not a file of its own (%s): not trusted"
+                              % (target.pid, e)) from None
+            with os.fdopen(os.open(result, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), encoding="utf-8") as f:
                 return json.load(f)
-        except (FileNotFoundError, handoff.UnsafeHandoff) as e:
-            if isinstance(e, handoff.UnsafeHandoff) and os.path.lexists(result):
-                raise Refusal("the answer of process %d is not a file of its own (%s): not trusted" % (target.pid, e)) from None
         if not _alive(target.pid):
             raise Refusal("process %d exited during the attach" % target.pid)
         if time.monotonic() > deadline:

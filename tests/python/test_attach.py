@@ -469,3 +469,27 @@ def test_root_attaches_to_another_users_process(py, work, targets):
     assert status == 0 and "support is off in process %d" % target.pid in err, err
     status, out, err = target.finish()
     assert status == 0 and outcome(out)["wrong"] == 0 and outcome(out)["active"] == "False", err
+
+
+@pytest.mark.parametrize("py", STANDBY[-1:])
+def test_standby_refuses_a_directory_others_can_write(py, work, targets):
+    """The standby directory of user 65533 made beforehand by root, writable by all: that
+    user's process must not put its trigger there (one line; it runs on without standby)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    directory = "/tmp/perf-trampoline-standby-65533"
+    if os.path.lexists(directory):
+        pytest.skip("%s exists already" % directory)
+    os.mkdir(directory)
+    os.chmod(directory, 0o777)
+    try:
+        proc = subprocess.Popen(py.wrap + ["setpriv", "--reuid=65533", "--regid=65533", "--clear-groups"] + py.python
+                                + ["-c", TARGET, "2", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
+                                env=clean_env({"PERF_TRAMPOLINE": "standby"}))
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and outcome(out.decode().split("\n", 1)[1])["wrong"] == 0
+        assert err.decode().strip() == ("perf_trampoline: PERF_TRAMPOLINE=standby: %s belongs to uid 0, not to us "
+                                        "(running without standby)" % directory)
+        assert os.listdir(directory) == []
+    finally:
+        os.rmdir(directory)

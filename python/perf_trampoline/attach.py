@@ -1,193 +1,22 @@
 """Turning perf-trampoline on and off in a Python process that is already running: what the
 process is and whether it can be attached to (each refusal one line with its fix, the process
-untouched), and the hand-over itself: a process started with ``PERF_TRAMPOLINE=standby``
-reads the request from its FIFO (standby.py); any other CPython 3.14+ runs ``_injected.py``
-through ``sys.remote_exec`` (PEP 768). Either way it answers through a result file."""
+untouched: target.py), and the hand-over itself: a process started with
+``PERF_TRAMPOLINE=standby`` reads the request from its FIFO (standby.py); any other CPython
+3.14+ runs ``_injected.py`` through ``sys.remote_exec`` (remote.py). Either way it answers
+through a result file; attach, detach and doctor --pid start here."""
 
 import json
 import os
-import re
 import stat
-import subprocess
 import time
 
-from . import handoff, machine, standby
+from . import handoff, remote, standby
+from .target import Refusal, alive, inspect, same_file
 
 # Said wherever an attach's profile is shown (the README explains it).
 RUNNING_FRAMES_NOTE = ("frames already running when support came on have no trampoline: "
                        "only calls made after the attach show as Python functions")
 DEFAULT_TIMEOUT = 10.0
-CAP_SYS_PTRACE = 19
-# The part of the hand-over run by the target's own interpreter (remote_exec must be called
-# by the target's version): one JSON line saying what happened.
-_HELPER = r"""
-import json, sys
-def out(**kw):
-    print(json.dumps(kw))
-if not sys.is_remote_debug_enabled():
-    out(error="build")
-    sys.exit(0)
-if len(sys.argv) < 3:
-    out(ok=True)
-    sys.exit(0)
-try:
-    sys.remote_exec(int(sys.argv[1]), sys.argv[2])
-except PermissionError as e:
-    out(error="permission", text=str(e))
-except ProcessLookupError as e:
-    out(error="gone", text=str(e))
-except Exception as e:
-    out(error="other", text="%s: %s" % (type(e).__name__, e))
-else:
-    out(ok=True)
-"""
-
-
-class Refusal(Exception):
-    """The attach cannot be done: one line saying why and what fixes it; nothing was changed."""
-
-
-class Target:
-    """A live process as ``inspect`` found it."""
-
-    def __init__(self, pid, exe, version, uid, cmdline, environ):
-        self.pid, self.exe, self.version, self.uid = pid, exe, version, uid
-        self.cmdline, self.environ = cmdline, environ
-
-    @property
-    def version_text(self):
-        return "%d.%d" % self.version
-
-
-def _read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _has_cap_sys_ptrace():
-    for line in _read("/proc/self/status").decode().splitlines():
-        if line.startswith("CapEff:"):
-            return bool(int(line.split()[1], 16) >> CAP_SYS_PTRACE & 1)
-    return False
-
-
-def _is_ancestor(pid):
-    """Whether this process is an ancestor of ``pid`` (what kernel.yama.ptrace_scope=1 allows)."""
-    me = os.getpid()
-    while pid > 1:
-        try:
-            stat = _read("/proc/%d/stat" % pid).decode(errors="replace")
-        except OSError:
-            return False
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
-        if pid == me:
-            return True
-    return False
-
-
-def _permission(pid, uid):
-    """Refuses when this user may not trace ``pid`` (which remote_exec and our trigger need)."""
-    root = os.geteuid() == 0
-    if uid != os.geteuid() and not root:
-        raise Refusal("process %d belongs to another user (uid %d): run this as that user, or as root" % (pid, uid))
-    if root and not _has_cap_sys_ptrace():
-        raise Refusal("no permission to trace process %d: this container lacks CAP_SYS_PTRACE "
-                      "(fix: start it with --cap-add SYS_PTRACE)" % pid)
-    scope = machine.read_int("/proc/sys/kernel/yama/ptrace_scope")
-    if scope is None or root and scope < 3:
-        return
-    if scope == 3:
-        raise Refusal("kernel.yama.ptrace_scope=3 forbids tracing any process until reboot: nothing can attach here")
-    if scope == 2 or not _is_ancestor(pid):
-        raise Refusal("kernel.yama.ptrace_scope=%d lets only %s trace process %d (fix: run this as root, or "
-                      "`sysctl kernel.yama.ptrace_scope=0`)" % (scope, "root" if scope == 2 else "its parents", pid))
-
-
-def _python_version(pid, exe):
-    """(major, minor) of the CPython ``pid`` runs, from its executable's or libpython's name;
-    None when it is not a Python."""
-    names = [os.path.basename(exe)]
-    try:
-        names += [line.rsplit("/", 1)[-1] for line in _read("/proc/%d/maps" % pid).decode(errors="replace").splitlines()
-                  if "libpython" in line]
-    except OSError:
-        pass
-    for name in names:
-        m = re.match(r"(?:lib)?python(\d)\.(\d+)", name)
-        if m:
-            return int(m.group(1)), int(m.group(2))
-    return None
-
-
-def inspect(pid):
-    """The Target ``pid`` is, or Refusal when it is no process we may attach to."""
-    try:
-        uid = os.stat("/proc/%d" % pid).st_uid
-    except FileNotFoundError:
-        raise Refusal("no process %d (check the pid: `ps -e` lists them)" % pid) from None
-    _permission(pid, uid)
-    try:
-        exe = os.readlink("/proc/%d/exe" % pid)
-        cmdline = _read("/proc/%d/cmdline" % pid).split(b"\0")
-        environ = dict(v.split(b"=", 1) for v in _read("/proc/%d/environ" % pid).split(b"\0") if b"=" in v)
-    except FileNotFoundError:
-        raise Refusal("process %d is not a Python process (it has no executable: a kernel thread, or exiting)" % pid) from None
-    except PermissionError:
-        raise Refusal("no permission to read process %d's /proc files: run this as its user, or as root" % pid) from None
-    if exe.endswith(" (deleted)"):
-        exe = exe[:-len(" (deleted)")]
-    version = _python_version(pid, exe)
-    if version is None:
-        raise Refusal("process %d is not a Python process (it runs %s)" % (pid, exe))
-    if version < (3, 9):
-        raise Refusal("process %d runs Python %d.%d: perf-trampoline supports 3.9 and newer" % ((pid,) + version))
-    return Target(pid, exe, version, uid, cmdline, environ)
-
-
-def _same_file(a, b):
-    try:
-        sa, sb = os.stat(a), os.stat(b)
-    except OSError:
-        return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
-def _remote_debug_refusal(target):
-    """Why CPython 3.14+ in ``target`` will not run remote code, as far as its command line
-    and environment tell, or None."""
-    args = [a.decode(errors="replace") for a in target.cmdline]
-    for i, a in enumerate(args[1:], 1):
-        if a == "-Xdisable_remote_debug" or a == "-X" and args[i + 1:i + 2] == ["disable_remote_debug"]:
-            return ("process %d was started with -X disable_remote_debug: it runs no remote code "
-                    "(fix: restart it without, or with PERF_TRAMPOLINE=standby)" % target.pid)
-        if not a.startswith("-"):
-            break
-    if target.environ.get(b"PYTHON_DISABLE_REMOTE_DEBUG"):
-        return ("process %d was started with PYTHON_DISABLE_REMOTE_DEBUG set: it runs no remote code "
-                "(fix: restart it without, or with PERF_TRAMPOLINE=standby)" % target.pid)
-    return None
-
-
-def _our_site():
-    """The directory our perf_trampoline package is installed in."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _script(args):
-    """The file remote_exec runs: our _injected.py, run in a namespace of its own (nothing is
-    left in the program's __main__)."""
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_injected.py"), encoding="utf-8") as f:
-        source = f.read()
-    return ("exec(compile(%r, %r, 'exec'), {'__name__': '__perf_trampoline_attach__', 'ARGS': %r})\n"
-            % (source, "<perf-trampoline %s>" % args["op"], args)).encode()
-
-
-def _alive(pid):
-    try:
-        state = _read("/proc/%d/stat" % pid).decode(errors="replace").rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def _wait(target, directory, timeout, via_standby):
@@ -205,7 +34,7 @@ def _wait(target, directory, timeout, via_standby):
                               % (target.pid, e)) from None
             with os.fdopen(os.open(result, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), encoding="utf-8") as f:
                 return json.load(f)
-        if not _alive(target.pid):
+        if not alive(target.pid):
             raise Refusal("process %d exited during the attach" % target.pid)
         if time.monotonic() > deadline:
             if withdrawn:
@@ -227,32 +56,6 @@ def _wait(target, directory, timeout, via_standby):
 class _Unanswered(Refusal):
     """The request was withdrawn before the target took it: its directory stays for the
     target's late run of the script to remove."""
-
-
-def _check_remote(target):
-    """Refuses when sys.remote_exec cannot reach an unprepared ``target`` from here."""
-    if target.version < (3, 14):
-        raise Refusal("process %d runs CPython %s, which cannot be attached to without preparation: start it with "
-                      "PERF_TRAMPOLINE=standby (3.9-3.13; 3.14+ needs none)" % (target.pid, target.version_text))
-    refusal = _remote_debug_refusal(target)
-    if refusal:
-        raise Refusal(refusal)
-    if not _same_file("/proc/%d/root" % target.pid, "/"):
-        raise Refusal("process %d runs in another root (a container or chroot): run perf-trampoline inside it"
-                      % target.pid)
-
-
-def _remote_exec(target, args, directory):
-    """Hands ``args`` to the target through sys.remote_exec (3.14+)."""
-    if not _same_file("/proc/%d/root%s" % (target.pid, directory), directory):
-        raise Refusal("process %d does not see %s (another mount namespace): run perf-trampoline "
-                      "in its namespace (nsenter -t %d -m)" % (target.pid, directory, target.pid))
-    script = handoff.create(directory, "script.py", _script(dict(args, site=_our_site())), _owner(target),
-                            {target.uid})
-    handoff.check_file(script, {target.uid})  # again, just before the target reads it
-    answer = _helper(target, script)
-    if not answer.get("ok"):
-        raise Refusal(_helper_refusal(target, answer))
 
 
 def _standby_fifo(target):
@@ -281,24 +84,18 @@ def _via_standby(target, fifo, args):
         os.close(fd)
 
 
-def _owner(target):
-    """Who the handed files belong to: root gives them to the target's own user, who alone
-    may then change them (that user runs the code anyway)."""
-    return target.uid if os.geteuid() == 0 else None
-
-
 def _request(target, op, backend, timeout):
     """Asks the target to turn support on or off (standby when prepared, else remote_exec)
     and returns its answer."""
     fifo = _standby_fifo(target)
     if fifo is None:
-        _check_remote(target)
+        remote.check(target)
     # Standby reaches into another root too: the directory is made where the target sees /tmp.
     base = "/proc/%d/root/tmp" % target.pid if fifo else "/tmp"
     directory = handoff.private_dir(base, owners={target.uid})
     keep = False
     try:
-        owner = _owner(target)
+        owner = target.file_owner
         if owner is not None and owner != os.geteuid():
             os.chown(directory, owner, -1)
         handoff.create(directory, "request", b"", owner, {target.uid})
@@ -306,7 +103,7 @@ def _request(target, op, backend, timeout):
         if fifo:
             _via_standby(target, fifo, args)
         else:
-            _remote_exec(target, args, directory)
+            remote.send(target, args, directory)
         return _wait(target, directory, timeout, fifo is not None)
     except _Unanswered:
         keep = True
@@ -314,39 +111,6 @@ def _request(target, op, backend, timeout):
     finally:
         if not keep:
             handoff.remove(directory)
-
-
-def _helper(target, script):
-    """Runs remote_exec with the target's own interpreter (it must be of the target's version);
-    without ``script``, only checks that its build allows remote debugging."""
-    try:
-        out = subprocess.run([target.exe, "-I", "-S", "-c", _HELPER, str(target.pid)] + ([script] if script else []),
-                             capture_output=True, timeout=60)
-    except OSError as e:
-        raise Refusal("cannot run process %d's interpreter %s here (%s): run perf-trampoline where the target "
-                      "runs" % (target.pid, target.exe, e.strerror)) from None
-    try:
-        return json.loads(out.stdout.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return {"error": "other", "text": out.stderr.decode(errors="replace").strip()[-300:] or "no answer"}
-
-
-def _helper_refusal(target, answer):
-    kind, text = answer.get("error"), answer.get("text", "")
-    if kind == "build":
-        return ("process %d's Python %s was built without remote debugging (--without-remote-debug): use "
-                "PERF_TRAMPOLINE=standby at its start instead" % (target.pid, target.version_text))
-    if kind == "gone":
-        return "process %d exited during the attach" % target.pid
-    if kind == "permission":
-        return ("no permission to trace process %d (%s): run this as its user or as root, and check "
-                "kernel.yama.ptrace_scope" % (target.pid, text))
-    if "not enabled" in text:
-        return ("process %d does not allow remote debugging (PYTHON_DISABLE_REMOTE_DEBUG or -X disable_remote_debug "
-                "at its start): restart it without, or with PERF_TRAMPOLINE=standby" % target.pid)
-    if not _alive(target.pid):
-        return "process %d exited during the attach" % target.pid
-    return "sys.remote_exec on process %d failed: %s" % (target.pid, text)
 
 
 def _change(pid, op, backend, timeout):
@@ -384,16 +148,16 @@ def reachability(pid):
         if _standby_fifo(target):
             return lines + [("ok", "prepared with PERF_TRAMPOLINE=standby: attach goes through its standby thread, "
                              "which answers while any of its threads lets the GIL go")]
-        _check_remote(target)
-        answer = _helper(target, None)
+        remote.check(target)
+        answer = remote.helper(target, None)
         if answer.get("error"):
-            raise Refusal(_helper_refusal(target, answer))
+            raise Refusal(remote.helper_refusal(target, answer))
     except Refusal as e:
         return lines + [("FAIL", str(e))]
     lines.append(("ok", "sys.remote_exec can reach it: the request runs when its main thread next runs Python code "
                   "(a main thread blocked in a long system call answers only when it returns)"))
-    site = _our_site()
-    if not _same_file("/proc/%d/root%s" % (pid, site), site):
+    site = remote.our_site()
+    if not same_file("/proc/%d/root%s" % (pid, site), site):
         lines.append(("FAIL", "process %d does not see our installation %s (another mount namespace): install "
                       "perf_trampoline in its environment, or run perf-trampoline in its namespace" % (pid, site)))
     return lines

@@ -10,7 +10,6 @@ Workloads: `many` (100,000 distinct functions, bench_process's generated module)
 """
 
 import argparse
-import glob
 import json
 import os
 import pathlib
@@ -21,6 +20,7 @@ import tempfile
 import time
 
 from bench_process.runner import MANIFEST, Interpreter, clean_env
+from bench_process.tools import remove_outputs, run, timed
 from bench_process.workloads import SCRIPTS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -44,27 +44,6 @@ with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
     profile.add_perf_script(f)
 print(json.dumps({"samples": profile.samples, "in_python": profile.in_python}))
 """
-
-
-def run(cmd, **kw):
-    out = subprocess.run(cmd, capture_output=True, **kw)
-    if out.returncode != 0:
-        sys.exit("bench-unwind: %s failed: %s" % (" ".join(cmd[:6]), out.stderr.decode(errors="replace")[-1500:]))
-    return out.stdout.decode()
-
-
-def timed(cmd, **kw):
-    started = time.perf_counter()
-    run(cmd, **kw)
-    return time.perf_counter() - started
-
-
-def remove_outputs(pids):
-    """The targets' perf maps and jitdumps, and the jitted-*.so files perf inject wrote for them."""
-    for pid in pids:
-        for path in ["/tmp/perf-%d.map" % pid, "/tmp/jit-%d.dump" % pid] + glob.glob("/tmp/jitted-%d-*.so" % pid):
-            if os.path.exists(path):
-                os.unlink(path)
 
 
 def measure(interp, work, name, program, freq, stack_size):

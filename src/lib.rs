@@ -29,6 +29,10 @@ mod os;
 #[cfg(feature = "perf-unwind")]
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 mod perfdata;
+// Injection of only the jitted functions a recording reaches, for `perf-trampoline inject`.
+#[cfg(feature = "perf-unwind")]
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod inject;
 #[cfg(feature = "python")]
 mod python;
 mod registry;

@@ -1,5 +1,5 @@
 """The perf-trampoline command line: its options, and which command module runs each action
-(``record``, ``report``, ``doctor``, ``clean``, ``attach``, ``detach``)."""
+(``record``, ``report``, ``inject``, ``doctor``, ``clean``, ``attach``, ``detach``)."""
 
 import argparse
 import os
@@ -9,6 +9,7 @@ from . import attach, modes
 from .clean import clean
 from .console import Failure, say
 from .doctor import doctor
+from .inject import inject
 from .live import record_pid
 from .record import record
 from .report import report
@@ -17,7 +18,7 @@ from .report import report
 def _parser(prog):
     parser = argparse.ArgumentParser(
         prog=prog, description="Python functions in perf profiles: record a program into a flame graph.")
-    sub = parser.add_subparsers(dest="action", metavar="{record,report,doctor,clean,attach,detach}")
+    sub = parser.add_subparsers(dest="action", metavar="{record,report,inject,doctor,clean,attach,detach}")
     sub.required = True
 
     def outputs(p):
@@ -34,23 +35,32 @@ def _parser(prog):
     rec.add_argument("--mode", choices=("auto", "unwind", "fp", "dwarf"), default="auto",
                      help="unwind: perf map + --call-graph dwarf, unwound by perf-trampoline (any interpreter, "
                           "native libraries included); fp: perf record -g with the perf map, for perf report "
-                          "(needs an interpreter built with frame pointers); dwarf: jitdump + perf inject, for "
-                          "perf report on any interpreter; auto (default): unwind")
+                          "(needs an interpreter built with frame pointers); dwarf: jitdump + perf inject (of the "
+                          "functions the samples reach), for perf report on any interpreter; auto (default): unwind")
     rec.add_argument("--freq", type=int, default=modes.DEFAULT_FREQ, metavar="HZ",
                      help="samples per second (default: %d)" % modes.DEFAULT_FREQ)
     rec.add_argument("--stack-size", type=_stack_size, default=modes.DEFAULT_STACK_SIZE, metavar="BYTES",
                      help="unwind and dwarf modes: stack bytes copied per sample (default: %d, about 45 Python calls deep; "
                           "at most %d)" % (modes.DEFAULT_STACK_SIZE, modes.MAX_STACK_SIZE))
     rec.add_argument("--keep", action="store_true",
-                     help="keep perf.data (as <output>.perf.data), the perf maps, jitdumps and jitted-*.so files")
+                     help="keep perf.data (as <output>.perf.data), the perf maps and jitdumps; dwarf mode: also "
+                          "the injected recording (<output>.perf.jit.data) and its jitted code (/tmp/jitted-<output>-*/)")
     rec.add_argument("command", nargs=argparse.REMAINDER, help="the program to profile, after --")
     attach.add_record_arguments(rec)
 
     rep = sub.add_parser("report", help="draw the flame graph of an existing perf.data")
     outputs(rep)
     rep.add_argument("data", nargs="?", default="perf.data", help="the recording (default: perf.data); "
-                     "injected with perf inject --jit when it has jitdumps and is not injected yet, else "
+                     "injected (as the inject command does) when it has jitdumps and is not injected yet, else "
                      "unwound by perf-trampoline when made with --call-graph dwarf")
+
+    inj = sub.add_parser("inject", help="perf inject --jit, writing only the jitted functions the samples reach")
+    inj.add_argument("-i", "--input", default="perf.data", help="the recording (default: perf.data)")
+    inj.add_argument("-o", "--output", default="perf.jit.data", help="the injected recording (default: perf.jit.data)")
+    inj.add_argument("--jitted-dir", metavar="DIR",
+                     help="a new directory for the filtered jitdumps and the jitted-*.so files perf report reads "
+                          "(default: a new /tmp/jitted-<output>-*; perf built with libdw unwinds through jitted "
+                          "code only under /tmp/jitted-); nothing goes anywhere else, nor into ~/.debug")
 
     doc = sub.add_parser("doctor", help="check perf, permissions and the interpreter, and print the command to use")
     doc.add_argument("--python", default=sys.executable, help="the interpreter to check (default: this one)")
@@ -81,7 +91,7 @@ def _prog():
     return "%s -m perf_trampoline" % os.path.basename(sys.executable)
 
 
-ACTIONS = {"record": record, "report": report, "doctor": doctor, "clean": clean,
+ACTIONS = {"record": record, "report": report, "inject": inject, "doctor": doctor, "clean": clean,
            "attach": lambda args, prog: attach.main_attach(args, say),
            "detach": lambda args, prog: attach.main_detach(args, say)}
 

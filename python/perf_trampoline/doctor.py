@@ -5,7 +5,7 @@ import os
 import shlex
 import shutil
 
-from . import _native, attach, interpreter, leftovers, machine, modes
+from . import _native, attach, bring_along, interpreter, leftovers, machine, modes
 
 
 class Report:
@@ -78,11 +78,7 @@ def doctor(args, prog):
         report.add("note", "%s (%s) was built without frame pointers: record's default mode does not need "
                    "them; for perf report itself use --mode dwarf, not --mode fp"
                    % (probe["executable"], probe["version"]))
-    problem = interpreter.support_error(probe)
-    if problem:
-        report.add("FAIL", problem)
-    else:
-        report.add("ok", "perf_trampoline is importable by %s" % probe["executable"])
+    report.add(*bring_along.describe(probe))
     warning = interpreter.hook_warning(probe)
     if warning:
         report.add("warn", warning)

@@ -1,11 +1,13 @@
 """What the target interpreter says about itself (asked by running it), and what its answers
-mean for a recording: whether it can load our module, and whether another hook is in the way."""
+mean for a recording: whether another hook is in the way (whether it can load our module:
+bring_along.py)."""
 
 import json
 import os
 import shutil
 import subprocess
-import sys
+
+from . import bring_along
 
 # Python's own perf switches: on 3.12+ they turn on CPython's trampoline, which ours will not
 # stack on; on older versions ours honours them, after PERF_TRAMPOLINE.
@@ -33,6 +35,16 @@ try:
     info["eval_hook"] = current not in (None, ctypes.cast(api._PyEval_EvalFrameDefault, ctypes.c_void_p).value)
 except Exception:
     info["eval_hook"] = None
+if len(sys.argv) > 2:  # bring_along.probe_args(): could it load ours instead?
+    hook = {"__name__": "perf_trampoline_probe"}
+    with open(sys.argv[1]) as f:
+        exec(compile(f.read(), sys.argv[1], "exec"), hook)
+    info.update(hook["facts"]())
+    if "support_error" in info and hook["refusal"]() is None:
+        try:
+            hook["load"](sys.argv[2])
+        except Exception as e:
+            info["bring_error"] = "%s: %s" % (type(e).__name__, e)
 print(json.dumps(info))
 '''
 
@@ -65,22 +77,14 @@ def probe_python(python, environ):
     given environment minus our own switch, so any eval hook it shows is someone else's."""
     env = {k: v for k, v in environ.items() if not k.startswith("PERF_TRAMPOLINE")}
     try:
-        out = subprocess.run([python, "-c", _PROBE], capture_output=True, env=env, timeout=60)
+        out = subprocess.run([python, "-c", _PROBE] + bring_along.probe_args(), capture_output=True, env=env,
+                             timeout=60)
     except OSError as e:
         return {"error": str(e)}
     try:
         return json.loads(out.stdout.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
         return {"error": (out.stderr.decode(errors="replace").strip() or "no answer")[-400:]}
-
-
-def support_error(probe):
-    """Why the probed interpreter cannot switch perf-trampoline on, or None."""
-    if "support_error" not in probe:
-        return None
-    return ("%s cannot import perf_trampoline (%s): install it there (pip install perf-trampoline), "
-            "or profile with the Python it is installed in: %s" % (probe["executable"], probe["support_error"],
-                                                                    sys.executable))
 
 
 def hook_warning(probe):

@@ -49,6 +49,15 @@ def find_perf():
     return perf, version, text
 
 
+def run_perf(perf, args, what, stdout=subprocess.DEVNULL):
+    """Runs ``perf args...``; Failure with the end of its stderr when it fails."""
+    with tempfile.TemporaryFile() as err:
+        status = subprocess.call([perf] + args, stdout=stdout, stderr=err)
+        if status != 0:
+            err.seek(0)
+            raise Failure("%s failed (status %d): %s" % (what, status, err.read().decode(errors="replace")[-2000:]))
+
+
 def read_int(path):
     """The integer in a /proc or /sys file, or None."""
     try:

@@ -37,8 +37,8 @@ MODE_ADVICE = """\
          copies stacks (bigger recordings), perf-trampoline unwinds them (time grows with samples)
   fp:    the cheapest recording, and perf report reads it as it is; needs an interpreter built
          with frame pointers, and stacks stop at native libraries built without them
-  dwarf: perf report on any interpreter, through perf inject --jit (perf 6.0+), which takes
-         minutes when the program has many thousand functions
+  dwarf: perf report on any interpreter, through perf inject --jit (perf 6.0+) of the
+         functions the samples reach (perf-trampoline inject)
 """
 
 
@@ -74,7 +74,7 @@ def perf_commands(mode, freq, stack_size, command):
         lines.append(["perf-trampoline", "report", data, "-o", "flamegraph.svg"])
         return [" ".join(shlex.quote(w) for w in line) for line in lines]
     if mode.name == "dwarf":
-        lines.append(["perf", "inject", "--jit", "-i", data, "-o", "perf.jit.data"])
+        lines.append(["perf-trampoline", "inject", "-i", data, "-o", "perf.jit.data"])
         data = "perf.jit.data"
     lines.append(["perf", "report", "--no-children", "-i", data])
     return [" ".join(shlex.quote(w) for w in line) for line in lines]

@@ -7,7 +7,7 @@ import shutil
 import signal
 import subprocess
 
-from . import interpreter, machine, modes
+from . import bring_along, interpreter, machine, modes
 from .console import Failure, interrupt, on_signals, say
 from .session import Session
 
@@ -19,15 +19,20 @@ def record(args, prog):
     _check_target(command)
     python = interpreter.python_of(command)
     probe = interpreter.probe_python(python, os.environ) if python else None
+    chosen = bring_along.BRING  # where the interpreter cannot be told: the hook decides there
     if probe is not None and "error" not in probe:
-        problem = interpreter.support_error(probe)
+        chosen, problem = bring_along.way(probe)
         if problem:
             raise Failure(problem)
+        if chosen == bring_along.BRING:
+            say(bring_along.describe(probe)[1])
         if python == shutil.which(command[0]):
             _check_script(command[1:])
         warning = interpreter.hook_warning(probe)
         if warning:
             say("warning: " + warning)
+    elif python is None:
+        say(bring_along.untold(command[0]))
     mode, why = modes.choose_mode(args.mode, probe)
     perf, version, text = machine.find_perf()
     if mode.name == "dwarf" and version < machine.PERF_FOR_JITDUMP:
@@ -44,14 +49,15 @@ def record(args, prog):
         options = mode.record_options(args.freq, args.stack_size)
         say("recording: perf record %s -- %s" % (" ".join(options), " ".join(shlex.quote(w) for w in command)))
         caught = []
-        proc = subprocess.Popen([perf, "record"] + options + ["-q", "-o", data, "--"] + command, env=env)
+        with bring_along.environment(chosen, env) as tree_env:
+            proc = subprocess.Popen([perf, "record"] + options + ["-q", "-o", data, "--"] + command, env=tree_env)
 
-        def stop(signum, frame):
-            caught.append(signum)
-            proc.send_signal(signal.SIGINT)
+            def stop(signum, frame):
+                caught.append(signum)
+                proc.send_signal(signal.SIGINT)
 
-        with on_signals(stop):
-            returncode = proc.wait()
+            with on_signals(stop):
+                returncode = proc.wait()
         if not os.path.exists(data) or os.path.getsize(data) == 0:
             raise Failure("perf could not record (its message is above).\n  "
                           + "\n  ".join(machine.permission_help())
@@ -83,7 +89,7 @@ def process(session, data, mode, args, title, prog, note=None):
                 samples_from, profile = data, session.unwind(data, args.native)
             else:
                 session.scan(data)
-                samples_from = session.inject(data)
+                samples_from = session.inject(data, keep_jitted=args.keep)
                 profile = session.read(samples_from, args.native)
             session.write(profile, "%s (%s mode)" % (title, mode.name), args.top, note)
     except (KeyboardInterrupt, Failure) as e:
@@ -98,10 +104,11 @@ def process(session, data, mode, args, title, prog, note=None):
     kept = [_keep(data, session.stem + ".perf.data")]
     if samples_from != data:
         kept.append(_keep(samples_from, session.stem + ".perf.jit.data"))
-        session.jitted = []
     # perf's own DWARF unwinder stops at the trampolines (no CFI): ours reads it again.
     again = ("%s report %s" % (prog, kept[-1]) if mode.name == "unwind" else "perf report -i " + kept[-1])
-    say("kept %s, and the perf maps, jitdumps and jitted-*.so files it needs: %s" % (" and ".join(kept), again))
+    needs = ("the jitted code in %s/" % session.jitted if samples_from != data
+             else "the perf maps and jitdumps")
+    say("kept %s, and %s it needs: %s" % (" and ".join(kept), needs, again))
     return None, True
 
 

@@ -2,7 +2,6 @@
 it needs it, its samples folded (through perf script or our own unwinder), and the flame graph,
 folded stacks and top table written, all with a scratch directory beside the output."""
 
-import glob
 import os
 import re
 import shutil
@@ -10,8 +9,9 @@ import subprocess
 import sys
 import tempfile
 
-from . import _native, unwound
+from . import _native, injection, unwound
 from .console import Failure, Progress, say
+from .machine import run_perf
 from .stacks import Profile
 
 # "... PERF_RECORD_MMAP2 123/123: [...]: r-xp /tmp/jit-123.dump" and the like.
@@ -20,13 +20,9 @@ _JITTED = re.compile(r"PERF_RECORD_MMAP2? .*/jitted-\d+-\d+\.so$")
 _PIDS = re.compile(r"PERF_RECORD_COMM.*:(?P<comm_pid>\d+)/\d+$|PERF_RECORD_FORK\((?P<fork_pid>\d+):|^\s*(?P<pid>\d+)\s*$")
 
 
-SAVED = ".perf-trampoline-saved"
-
-
 class Session:
-    """Turns one recording into a flame graph, with a scratch directory beside the output.
-    ``close()`` removes it and the jitted-*.so files perf inject wrote for us, and puts back
-    the ones we set aside."""
+    """Turns one recording into a flame graph, with a scratch directory beside the output;
+    ``close()`` removes it."""
 
     def __init__(self, perf, svg):
         self.perf = perf
@@ -39,21 +35,14 @@ class Session:
         self.pids = set()   # every process of the recording
         self.dumps = set()  # their jitdumps (the jit markers in the recording)
         self.injected = False
-        self.jitted = []    # jitted-*.so files our perf inject wrote
-        self.saved = []     # jitted-*.so files that were there before it, set aside
-
-    def _perf(self, args, what, stdout=subprocess.DEVNULL):
-        with tempfile.TemporaryFile() as err:
-            status = subprocess.call([self.perf] + args, stdout=stdout, stderr=err)
-            if status != 0:
-                err.seek(0)
-                raise Failure("%s failed (status %d): %s" % (what, status, err.read().decode(errors="replace")[-2000:]))
+        self.jitted = None  # the jitted code of our injection
+        self.keep_jitted = False
 
     def scan(self, data):
         """Finds the recording's processes and jitdumps, and whether it is injected already."""
         with tempfile.TemporaryFile() as out:
-            self._perf(["script", "-i", data, "-F", "pid", "--show-task-events", "--show-mmap-events"],
-                       "perf script (side-band events)", stdout=out)
+            run_perf(self.perf, ["script", "-i", data, "-F", "pid", "--show-task-events", "--show-mmap-events"],
+                     "perf script (side-band events)", stdout=out)
             out.seek(0)
             for raw in out:
                 line = raw.decode(errors="replace").rstrip("\n")
@@ -67,33 +56,17 @@ class Session:
                 if m:
                     self.pids.add(int(next(g for g in m.groups() if g)))
 
-    def inject(self, data):
-        """Runs perf inject --jit when the recording has jitdumps and is not injected yet;
-        returns the file to read samples from."""
+    def inject(self, data, keep_jitted=False):
+        """Injects the recording when it has jitdumps and is not injected yet; returns the
+        file to read samples from. Its jitted code goes to ``self.jitted``, removed at
+        ``close()`` unless ``keep_jitted``."""
         if not self.dumps or self.injected:
             return data
-        # perf inject writes jitted-<pid>-<n>.so afresh, with new build ids: an injected file
-        # made earlier from the same dumps would lose its code. Set those aside until close().
-        for path in self._jitted_files():
-            os.replace(path, path + SAVED)
-            self.saved.append(path)
-        progress = Progress("perf inject --jit")
+        self.jitted = injection.new_jitted_dir(os.path.basename(self.stem))
+        self.keep_jitted = keep_jitted
         out = os.path.join(self.work, "perf.jit.data")
-        try:
-            # perf inject also copies every jitted-*.so into the build-id cache: a cache of its
-            # own keeps those out of ~/.debug (perf finds them by path).
-            self._perf(["--buildid-dir", os.path.join(self.work, "buildid"), "inject", "--jit", "-i", data, "-o", out],
-                       "perf inject --jit")
-        finally:
-            self.jitted = list(self._jitted_files())
-        progress.done("%d functions" % len(self.jitted))
+        injection.inject(self.perf, data, out, self.jitted)
         return out
-
-    def _jitted_files(self):
-        for dump in self.dumps:
-            pid = os.path.basename(dump)[4:-5]
-            for path in glob.glob(os.path.join(glob.escape(os.path.dirname(dump)), "jitted-%s-*.so" % pid)):
-                yield path
 
     def read(self, data, native):
         """Folds the samples of ``data`` (perf script) into a Profile."""
@@ -170,11 +143,9 @@ class Session:
             unlink(dump)
 
     def close(self):
-        for path in self.jitted:
-            unlink(path)
-        for path in self.saved:
-            os.replace(path + SAVED, path)
         shutil.rmtree(self.work, ignore_errors=True)
+        if self.jitted and not self.keep_jitted:
+            shutil.rmtree(self.jitted, ignore_errors=True)
 
 
 def write_atomically(path, text):

@@ -59,7 +59,8 @@ pub fn has_user_stacks(path: &Path) -> Result<bool, String> {
     }))
 }
 
-fn open(path: &Path) -> Result<PerfFileReader<BufReader<File>>, String> {
+/// The recording at `path`, opened for reading its records; an error says why it cannot be.
+pub(crate) fn open(path: &Path) -> Result<PerfFileReader<BufReader<File>>, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let reader =
         PerfFileReader::parse_file(BufReader::with_capacity(1 << 20, file)).map_err(|e| {

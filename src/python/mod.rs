@@ -10,6 +10,7 @@ mod flamegraph;
 mod fork;
 mod hook;
 mod hot;
+mod inject;
 mod probe;
 mod stack_guard;
 mod state;
@@ -117,6 +118,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(files::output_path, m)?)?;
     m.add_function(wrap_pyfunction!(files::parse_output_name, m)?)?;
     m.add_function(wrap_pyfunction!(files::read_jitdump, m)?)?;
+    m.add_function(wrap_pyfunction!(inject::prepare_injection, m)?)?;
     m.add("OUTPUT_DIR_VARIABLE", crate::registry::DIR_ENV)?;
     m.add("PERF_MAP_DIR", crate::registry::DEFAULT_DIR)?;
     m.add("BACKENDS", backend::NAMES.to_vec())?;

@@ -19,18 +19,8 @@ pub fn unwind_perf_data<'py>(
     tick: Py<PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let unwound = py
-        .detach(|| {
-            perfdata::unwind_file(&path, |n| {
-                Python::attach(|py| {
-                    py.check_signals()?;
-                    tick.call1(py, (n,)).map(drop)
-                })
-            })
-        })
-        .map_err(|e| match e {
-            Error::Read(message) => PyValueError::new_err(message),
-            Error::Stopped(err) => err,
-        })?;
+        .detach(|| perfdata::unwind_file(&path, ticker(&tick)))
+        .map_err(py_error)?;
     let d = PyDict::new(py);
     d.set_item("names", unwound.names)?;
     d.set_item("stacks", unwound.stacks)?;
@@ -46,4 +36,23 @@ pub fn unwind_perf_data<'py>(
 pub fn perf_data_has_user_stacks(py: Python<'_>, path: PathBuf) -> PyResult<bool> {
     py.detach(|| perfdata::has_user_stacks(&path))
         .map_err(PyValueError::new_err)
+}
+
+/// A progress callback for work done without the GIL: calls `tick(count)`, and stops the
+/// work with what it raises or with Ctrl-C.
+pub(super) fn ticker(tick: &Py<PyAny>) -> impl FnMut(u64) -> PyResult<()> + '_ {
+    |n| {
+        Python::attach(|py| {
+            py.check_signals()?;
+            tick.call1(py, (n,)).map(drop)
+        })
+    }
+}
+
+/// The Python exception for a failed pass over a recording.
+pub(super) fn py_error(e: Error<PyErr>) -> PyErr {
+    match e {
+        Error::Read(message) => PyValueError::new_err(message),
+        Error::Stopped(err) => err,
+    }
 }

@@ -43,6 +43,10 @@ pub struct Dump {
     pub header: Header,
     /// The whole records, in file order.
     pub records: Vec<Record>,
+    /// Where each record lies in the file (same order), for copying records as they are.
+    pub spans: Vec<std::ops::Range<usize>>,
+    /// The header's length in the file.
+    pub header_len: usize,
     /// Bytes after the last whole record: unused room (zeros) of a writer that did not end
     /// normally, or a record cut short.
     pub trailing: usize,
@@ -114,7 +118,8 @@ pub fn parse(bytes: &[u8]) -> Result<Dump, ReadError> {
         flags,
     };
 
-    let mut records = Vec::new();
+    let header_len = total as usize;
+    let (mut records, mut spans) = (Vec::new(), Vec::new());
     loop {
         let rest = c.0;
         let mut p = Cursor(rest);
@@ -122,6 +127,8 @@ pub fn parse(bytes: &[u8]) -> Result<Dump, ReadError> {
             return Ok(Dump {
                 header,
                 records,
+                spans,
+                header_len,
                 trailing: rest.len(),
             });
         };
@@ -130,6 +137,8 @@ pub fn parse(bytes: &[u8]) -> Result<Dump, ReadError> {
             return Ok(Dump {
                 header,
                 records,
+                spans,
+                header_len,
                 trailing: rest.len(),
             });
         }
@@ -140,10 +149,14 @@ pub fn parse(bytes: &[u8]) -> Result<Dump, ReadError> {
             return Ok(Dump {
                 header,
                 records,
+                spans,
+                header_len,
                 trailing: rest.len(),
             });
         };
         c.0 = p.0;
+        let start = bytes.len() - rest.len();
+        spans.push(start..start + size as usize);
         let mut b = Cursor(body);
         let trunc = || bad("record body shorter than its fields");
         records.push(match id {

@@ -14,6 +14,20 @@ EXAMPLES = ROOT / "examples"
 MANIFEST = ROOT / "target" / "interpreters.json"
 
 
+# The working part of the test programs: spin() takes the CPU for some seconds under busy().
+BUSY_FUNCTIONS = r'''
+import json, os, signal, subprocess, sys, time
+def spin(seconds):
+    end = time.time() + seconds
+    n = 0
+    while time.time() < end:
+        n += 1
+    return n
+def busy(seconds):
+    return spin(seconds)
+'''
+
+
 class Interpreter:
     def __init__(self, entry):
         self.name = entry["name"]

@@ -14,7 +14,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import INTERPRETERS, ROOT, copy_example
+from conftest import BUSY_FUNCTIONS, INTERPRETERS, ROOT, copy_example
 from perf_trampoline._native import flamegraph_svg
 from perf_trampoline.stacks import Profile
 
@@ -29,16 +29,7 @@ MAIN = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.name in MAIN_MODE]
 
 # Works in a function for a while (printing its pid first), then exits as told: "exit",
 # "raise" (an uncaught exception) or "segv" (killed by SIGSEGV).
-BUSY = r'''
-import os, signal, sys, time
-def spin(seconds):
-    end = time.time() + seconds
-    n = 0
-    while time.time() < end:
-        n += 1
-    return n
-def busy(seconds):
-    return spin(seconds)
+BUSY = BUSY_FUNCTIONS + r'''
 print(os.getpid(), flush=True)
 busy(float(sys.argv[1]))
 if sys.argv[2] == "raise":
@@ -425,16 +416,6 @@ def test_doctor_and_record_with_cpythons_own_trampoline_switched_on(interp, work
     assert status == 0, stderr
     assert "PYTHONPERFSUPPORT removed from the target's environment" in stderr
     assert top_self_function(stdout) == "py::spin:" + prog, stderr + stdout
-
-
-def test_doctor_python_option_checks_that_interpreter(work):
-    host = [i for i in INTERPRETERS if i.name == "host-3.11"]
-    if not host or not os.path.exists("/usr/bin/python3.11"):
-        pytest.skip("needs host-3.11 and Debian's /usr/bin/python3.11")
-    status, stdout, _ = cli(host[0], ["doctor", "--python", "/usr/bin/python3.11"], work)
-    assert status == 2
-    assert "perf-trampoline doctor (for /usr/bin/python3.11)" in stdout
-    assert "FAIL  /usr/bin/python3.11 cannot import perf_trampoline" in stdout
 
 
 PERF_SCRIPT = (

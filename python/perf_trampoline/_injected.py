@@ -1,6 +1,7 @@
-"""Runs inside the process ``attach``/``detach`` works on (its source is handed to that
-process, with ``ARGS``, by attach.py): turns perf-trampoline on or off there and writes what
-happened to a result file. Imports nothing from the package at module level."""
+"""Runs inside the process ``attach``/``detach`` works on: handed to it as source, with
+``ARGS``, by remote.py, or called by its standby thread (standby.py). Turns perf-trampoline
+on or off there and writes what happened to a result file. Imports nothing from the package
+at module level."""
 
 import json
 import os
@@ -9,28 +10,20 @@ import sys
 
 def _load(site):
     """The target's perf_trampoline: the one it imported already (support has one owner per
-    process), else ours, loaded from our own installation's directory without putting that
-    on the target's sys.path (nothing of the program's can then be shadowed)."""
+    process), else ours, from our own installation's directory in ``site``. Only remote.py's
+    script gets that far (standby runs inside our package), and it puts bring_along_hook's
+    ``refusal`` and ``load`` beside this code: nothing goes on the target's sys.path, and no
+    bytecode is written into our installation."""
     module = sys.modules.get("perf_trampoline")
     if module is not None:
         if not hasattr(module, "activate"):
             raise ImportError("the program has a module of its own named perf_trampoline (%s)"
                               % getattr(module, "__file__", "?"))
         return module
-    import importlib.machinery
-    import importlib.util
-
-    spec = importlib.machinery.PathFinder.find_spec("perf_trampoline", [site])
-    if spec is None:
-        raise ImportError("no perf_trampoline in %s as this process sees it" % site)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["perf_trampoline"] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules["perf_trampoline"]
-        raise
-    return module
+    problem = refusal()  # noqa: F821
+    if problem:
+        raise ImportError(problem)
+    return load(os.path.join(site, "perf_trampoline"))  # noqa: F821
 
 
 def _backend(module):

@@ -39,13 +39,18 @@ def our_site():
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _source(name):
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name), encoding="utf-8") as f:
+        return f.read()
+
+
 def _script(args):
-    """The file remote_exec runs: our _injected.py, run in a namespace of its own (nothing is
-    left in the program's __main__)."""
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_injected.py"), encoding="utf-8") as f:
-        source = f.read()
-    return ("exec(compile(%r, %r, 'exec'), {'__name__': '__perf_trampoline_attach__', 'ARGS': %r})\n"
-            % (source, "<perf-trampoline %s>" % args["op"], args)).encode()
+    """The file remote_exec runs: bring_along_hook.py (its loader) and _injected.py, run in a
+    namespace of their own (nothing is left in the program's __main__)."""
+    return ("(lambda ns: [exec(compile(source, name, 'exec'), ns) for source, name in %r])"
+            "({'__name__': '__perf_trampoline_attach__', 'ARGS': %r})\n"
+            % ([(_source("bring_along_hook.py"), "<perf-trampoline loader>"),
+                (_source("_injected.py"), "<perf-trampoline %s>" % args["op"])], args)).encode()
 
 
 def check(target):

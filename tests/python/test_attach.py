@@ -493,3 +493,18 @@ def test_standby_refuses_a_directory_others_can_write(py, work, targets):
         assert os.listdir(directory) == []
     finally:
         os.rmdir(directory)
+
+
+@pytest.mark.parametrize("py", STANDBY[-1:])
+def test_standby_reaches_a_forked_child(py, work, targets):
+    """A pre-fork server's worker has no thread of its parent's: it starts its own trigger."""
+    program = TARGET.replace("print(os.getpid(), flush=True)",
+                             "child = os.fork()\nif child:\n    print(child, flush=True)\n    os.waitpid(child, 0)\n"
+                             "    os._exit(0)")
+    target = start(targets, py, work, seconds=8, program=program, venv=True, env={"PERF_TRAMPOLINE": "standby"})
+    time.sleep(0.5)
+    status, out, err = cli(py, ["record", "-p", str(target.pid), "--duration", "2", "-o", str(work / "x.svg")], work)
+    assert status == 0, err
+    assert chain_share(work / "x.folded") >= 0.9
+    status, out, err = target.finish()
+    assert status == 0 and outcome(out)["wrong"] == 0, err

@@ -7,7 +7,7 @@ import os
 import subprocess
 
 from . import handoff
-from .target import Refusal, alive, remote_debug_refusal, same_file
+from .target import Refusal, alive, may_trace, remote_debug_refusal, same_file
 
 # The part of the hand-over run by the target's own interpreter (remote_exec must be called
 # by the target's version): one JSON line saying what happened.
@@ -58,6 +58,7 @@ def check(target):
     if target.version < (3, 14):
         raise Refusal("process %d runs CPython %s, which cannot be attached to without preparation: start it with "
                       "PERF_TRAMPOLINE=standby (3.9-3.13; 3.14+ needs none)" % (target.pid, target.version_text))
+    may_trace(target)
     refusal = remote_debug_refusal(target)
     if refusal:
         raise Refusal(refusal)

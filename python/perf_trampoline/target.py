@@ -58,22 +58,21 @@ def _is_ancestor(pid):
     return False
 
 
-def _permission(pid, uid):
-    """Refuses when this user may not trace ``pid`` (which remote_exec and our trigger need)."""
-    root = os.geteuid() == 0
-    if uid != os.geteuid() and not root:
-        raise Refusal("process %d belongs to another user (uid %d): run this as that user, or as root" % (pid, uid))
-    if root and not _has_cap_sys_ptrace():
-        raise Refusal("no permission to trace process %d: this container lacks CAP_SYS_PTRACE "
-                      "(fix: start it with --cap-add SYS_PTRACE)" % pid)
+def may_trace(target):
+    """Refuses when kernel.yama.ptrace_scope keeps this user from tracing ``target``, which
+    ``sys.remote_exec`` needs (it writes into the target's memory); a standby target needs
+    only its FIFO."""
+    pid, root = target.pid, os.geteuid() == 0
     scope = machine.read_int("/proc/sys/kernel/yama/ptrace_scope")
     if scope is None or root and scope < 3:
         return
     if scope == 3:
-        raise Refusal("kernel.yama.ptrace_scope=3 forbids tracing any process until reboot: nothing can attach here")
+        raise Refusal("kernel.yama.ptrace_scope=3 forbids tracing any process until reboot: start the program "
+                      "with PERF_TRAMPOLINE=standby instead")
     if scope == 2 or not _is_ancestor(pid):
-        raise Refusal("kernel.yama.ptrace_scope=%d lets only %s trace process %d (fix: run this as root, or "
-                      "`sysctl kernel.yama.ptrace_scope=0`)" % (scope, "root" if scope == 2 else "its parents", pid))
+        raise Refusal("kernel.yama.ptrace_scope=%d lets only %s trace process %d (fix: run this as root, "
+                      "`sysctl kernel.yama.ptrace_scope=0`, or start the program with PERF_TRAMPOLINE=standby)"
+                      % (scope, "root" if scope == 2 else "its parents", pid))
 
 
 def _python_version(pid, exe):
@@ -98,7 +97,12 @@ def inspect(pid):
         uid = os.stat("/proc/%d" % pid).st_uid
     except FileNotFoundError:
         raise Refusal("no process %d (check the pid: `ps -e` lists them)" % pid) from None
-    _permission(pid, uid)
+    if uid != os.geteuid() and os.geteuid() != 0:
+        raise Refusal("process %d belongs to another user (uid %d): run this as that user, or as root" % (pid, uid))
+    if os.geteuid() == 0 and not _has_cap_sys_ptrace():
+        # Without it even root may not read the /proc files of a process with more capabilities.
+        raise Refusal("no permission to trace process %d: this container lacks CAP_SYS_PTRACE "
+                      "(fix: start it with --cap-add SYS_PTRACE)" % pid)
     try:
         exe = os.readlink("/proc/%d/exe" % pid)
         cmdline = read("/proc/%d/cmdline" % pid).split(b"\0")

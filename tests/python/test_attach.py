@@ -16,6 +16,8 @@ REMOTE = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.version >= (3, 1
     pytest.param(None, marks=pytest.mark.skip(reason="no CPython 3.14+: run scripts/test-interpreters.sh"))]
 OLDER = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.version < (3, 14)] or [
     pytest.param(None, marks=pytest.mark.skip(reason="no CPython 3.9-3.13: run scripts/test-interpreters.sh"))]
+STANDBY = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.name in ("bullseye-3.9", "host-3.11", "sid-3.13")] or [
+    pytest.param(None, marks=pytest.mark.skip(reason="no bullseye-3.9/host-3.11/sid-3.13: run scripts/test-interpreters.sh"))]
 
 # Prints its pid, then runs a known call chain (outer > middle > leaf) in its main thread and
 # THREADS-1 more for SECONDS (or until SIGTERM), checking every result, and says how it went:
@@ -332,8 +334,6 @@ time.sleep(seconds + 1)
 worker.join()
 work = lambda: None
 ''')
-STANDBY = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.name in ("bullseye-3.9", "host-3.11", "sid-3.13")] or [
-    pytest.param(None, marks=pytest.mark.skip(reason="no bullseye-3.9/host-3.11/sid-3.13: run scripts/test-interpreters.sh"))]
 
 
 @pytest.mark.parametrize("py", STANDBY)

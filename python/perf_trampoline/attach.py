@@ -59,39 +59,42 @@ class _Unanswered(Refusal):
 
 
 def _standby_fifo(target):
-    """The FIFO of a process started with PERF_TRAMPOLINE=standby, as we reach it, or None."""
+    """The write end of the FIFO of a process started with PERF_TRAMPOLINE=standby, as we
+    reach it, or None (also for a FIFO nobody reads: left by a killed process whose pid this
+    one has now)."""
     path = "/proc/%d/root%s" % (target.pid, standby.fifo_path(target.pid, target.uid))
     try:
         handoff.check_dir(os.path.dirname(path), {target.uid})
         st = os.lstat(path)
+        if not stat.S_ISFIFO(st.st_mode) or st.st_uid not in (target.uid, 0) or st.st_mode & 0o077:
+            return None
+        return standby.open_writer(path)
     except (OSError, handoff.UnsafeHandoff):
         return None
-    if not stat.S_ISFIFO(st.st_mode) or st.st_uid not in (target.uid, 0) or st.st_mode & 0o077:
-        return None
-    return path
 
 
-def _via_standby(target, fifo, args):
+def _via_standby(fd, args):
     """Hands ``args`` to the target's standby thread: one line (atomic below PIPE_BUF)."""
-    try:
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:  # ENXIO: nobody reads it, the process that made it is gone
-        raise Refusal("process %d has a standby FIFO but no thread reading it: restart it with "
-                      "PERF_TRAMPOLINE=standby" % target.pid) from None
-    try:
-        os.write(fd, json.dumps(args).encode() + b"\n")
-    finally:
-        os.close(fd)
+    os.write(fd, json.dumps(args).encode() + b"\n")
 
 
 def _request(target, op, backend, timeout):
     """Asks the target to turn support on or off (standby when prepared, else remote_exec)
     and returns its answer."""
     fifo = _standby_fifo(target)
+    try:
+        return _request_through(target, fifo, op, backend, timeout)
+    finally:
+        if fifo is not None:
+            os.close(fifo)
+
+
+def _request_through(target, fifo, op, backend, timeout):
+    """``_request`` with ``fifo``, the standby FIFO's write end, or None for remote_exec."""
     if fifo is None:
         remote.check(target)
     # Standby reaches into another root too: the directory is made where the target sees /tmp.
-    base = "/proc/%d/root/tmp" % target.pid if fifo else "/tmp"
+    base = "/proc/%d/root/tmp" % target.pid if fifo is not None else "/tmp"
     directory = handoff.private_dir(base, owners={target.uid})
     keep = False
     try:
@@ -99,9 +102,9 @@ def _request(target, op, backend, timeout):
         if owner is not None and owner != os.geteuid():
             os.chown(directory, owner, -1)
         handoff.create(directory, "request", b"", owner, {target.uid})
-        args = {"op": op, "backend": backend, "dir": "/tmp/" + os.path.basename(directory) if fifo else directory}
-        if fifo:
-            _via_standby(target, fifo, args)
+        args = {"op": op, "backend": backend, "dir": "/tmp/" + os.path.basename(directory) if fifo is not None else directory}
+        if fifo is not None:
+            _via_standby(fifo, args)
         else:
             remote.send(target, args, directory)
         return _wait(target, directory, timeout, fifo is not None)
@@ -145,7 +148,9 @@ def reachability(pid):
         target = inspect(pid)
         lines.append(("ok", "process %d runs CPython %s (%s), and this user may trace it"
                       % (pid, target.version_text, target.exe)))
-        if _standby_fifo(target):
+        fifo = _standby_fifo(target)
+        if fifo is not None:
+            os.close(fifo)
             return lines + [("ok", "prepared with PERF_TRAMPOLINE=standby: attach goes through its standby thread, "
                              "which answers while any of its threads lets the GIL go")]
         remote.check(target)

@@ -50,16 +50,34 @@ def _private_dir():
 _fd = None  # the FIFO, opened read-write so that read(2) blocks instead of ending at EOF
 
 
+def open_writer(path):
+    """The FIFO's write end; OSError (ENXIO) when nobody reads it: its process is gone,
+    whatever pid namespace it lived in."""
+    return os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _sweep(directory):
+    """Removes the FIFOs of processes that died without removing theirs (killed)."""
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        try:
+            if stat.S_ISFIFO(os.lstat(path).st_mode):
+                os.close(open_writer(path))
+        except OSError:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
 def arm():
     """Makes this process's FIFO and starts the thread that reads it; a problem prints one
     line, and the program runs without standby."""
     global _fd
     try:
-        path = os.path.join(_private_dir(), str(os.getpid()))
-        try:
-            os.unlink(path)  # a dead process's, which had our pid
-        except FileNotFoundError:
-            pass
+        directory = _private_dir()
+        _sweep(directory)
+        path = os.path.join(directory, str(os.getpid()))
         os.mkfifo(path, 0o600)
         fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):

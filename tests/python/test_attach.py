@@ -509,3 +509,24 @@ def test_standby_reaches_a_forked_child(py, work, targets):
                              "    os._exit(0)")
     target = start(targets, py, work, seconds=8, program=program, venv=True, env={"PERF_TRAMPOLINE": "standby"})
     record_briefly_and_finish(py, work, target)
+
+
+@pytest.mark.parametrize("py", REMOTE[:1])
+def test_a_dead_processs_standby_fifo_is_ignored_and_swept(py, work, targets):
+    """A killed standby process leaves its FIFO; a later process with its pid attaches as if
+    it were not there, and the next process armed with standby removes it."""
+    target = start(targets, py, work, seconds=30)
+    directory = "/tmp/perf-trampoline-standby-%d" % os.geteuid()
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fifo = os.path.join(directory, str(target.pid))
+    os.mkfifo(fifo, 0o600)
+    try:
+        status, _, err = cli(py, ["attach", str(target.pid)], work)
+        assert status == 0 and "support is on in process %d" % target.pid in err, err
+        armed = start(targets, py, work, seconds=30, venv=True, env={"PERF_TRAMPOLINE": "standby"})
+        time.sleep(0.5)
+        assert not os.path.lexists(fifo)
+        assert stat.S_ISFIFO(os.lstat(os.path.join(directory, str(armed.pid))).st_mode)
+    finally:
+        if os.path.lexists(fifo):
+            os.unlink(fifo)

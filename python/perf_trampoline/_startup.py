@@ -1,6 +1,7 @@
 """Start-up switches, run from perf_trampoline.pth when one of them is set.
 
-``PERF_TRAMPOLINE=<backend>`` works on every version; ``PYTHONPERFSUPPORT=1``, ``-X perf``,
+``PERF_TRAMPOLINE=<backend>`` works on every version (``PERF_TRAMPOLINE=standby`` prepares the
+process for a later ``perf-trampoline attach``, see standby.py); ``PYTHONPERFSUPPORT=1``, ``-X perf``,
 ``PYTHON_PERF_JIT_SUPPORT=1`` and ``-X perf_jit`` are honoured on interpreters that lack
 CPython's own support for them (3.11 and older).
 Support reaches child processes too (see activate(children=True)) unless
@@ -72,6 +73,11 @@ def run():
     if error:
         _say(error)
     if backend is None:
+        return
+    if backend == "standby" and switch == "PERF_TRAMPOLINE":
+        from . import standby  # support stays off until an attach
+
+        standby.arm()
         return
     children, error = children_wanted(os.environ, sys.flags.ignore_environment)
     if error:

@@ -1,15 +1,16 @@
 """The perf-trampoline command line: its options, and which command module runs each action
-(``record``, ``report``, ``inject``, ``doctor``, ``clean``)."""
+(``record``, ``report``, ``inject``, ``doctor``, ``clean``, ``attach``, ``detach``)."""
 
 import argparse
 import os
 import sys
 
-from . import modes
+from . import attach, modes
 from .clean import clean
 from .console import Failure, say
 from .doctor import doctor
 from .inject import inject
+from .live import record_pid
 from .record import record
 from .report import report
 
@@ -17,7 +18,7 @@ from .report import report
 def _parser(prog):
     parser = argparse.ArgumentParser(
         prog=prog, description="Python functions in perf profiles: record a program into a flame graph.")
-    sub = parser.add_subparsers(dest="action", metavar="{record,report,inject,doctor,clean}")
+    sub = parser.add_subparsers(dest="action", metavar="{record,report,inject,doctor,clean,attach,detach}")
     sub.required = True
 
     def outputs(p):
@@ -52,6 +53,7 @@ def _parser(prog):
                           "~33 KB per sample at 32 KiB), the perf maps and jitdumps; dwarf mode: also the injected "
                           "recording (<output>.perf.jit.data) and its jitted code (/tmp/jitted-<output>-*/)")
     rec.add_argument("command", nargs=argparse.REMAINDER, help="the program to profile, after --")
+    attach.add_record_arguments(rec)
 
     rep = sub.add_parser("report", help="draw the flame graph of an existing perf.data")
     outputs(rep)
@@ -69,10 +71,17 @@ def _parser(prog):
 
     doc = sub.add_parser("doctor", help="check perf, permissions and the interpreter, and print the command to use")
     doc.add_argument("--python", default=sys.executable, help="the interpreter to check (default: this one)")
+    doc.add_argument("--pid", type=int, help="also check whether attach / record -p can work on this process")
 
     cln = sub.add_parser("clean", help="remove our perf maps and jitdumps of processes that are gone "
                          "(in $PERF_TRAMPOLINE_DIR, else /tmp)")
     cln.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
+
+    for verb, text in (("attach", "turn support on in a running Python process"),
+                       ("detach", "turn support off in a running Python process (removes our hook)")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("pid", type=int, help="the process")
+        attach.add_arguments(p, backend=verb == "attach")
     return parser
 
 
@@ -99,7 +108,9 @@ def _prog():
     return "%s -m perf_trampoline" % os.path.basename(sys.executable)
 
 
-ACTIONS = {"record": record, "report": report, "inject": inject, "doctor": doctor, "clean": clean}
+ACTIONS = {"record": record, "report": report, "inject": inject, "doctor": doctor, "clean": clean,
+           "attach": lambda args, prog: attach.main_attach(args, say),
+           "detach": lambda args, prog: attach.main_detach(args, say)}
 
 
 def main(argv=None):
@@ -117,10 +128,15 @@ def main(argv=None):
     elif command:
         parser.error("only record takes a command (after --)")
     try:
+        if args.action == "record" and args.pid is not None:
+            return record_pid(args, prog)
         return ACTIONS[args.action](args, prog)
     except Failure as e:
         say(str(e))
         return e.status
+    except attach.Refusal as e:
+        say(str(e))
+        return 2
     except KeyboardInterrupt:
         say("interrupted")
         return 130

@@ -5,7 +5,7 @@ import os
 import shlex
 import shutil
 
-from . import _native, bring_along, interpreter, jit, leftovers, machine, modes
+from . import _native, attach, bring_along, interpreter, jit, leftovers, machine, modes
 
 
 class Report:
@@ -107,6 +107,11 @@ def doctor(args, prog):
         # About 5 frames a Python call: its trampoline and the interpreter's frames around it.
         report.add("note", "kernel.perf_event_max_stack is %d: stacks deeper than about %d Python calls are cut"
                    % (depth, depth // 5), ["for deeper ones: `sudo sysctl kernel.perf_event_max_stack=1024`"])
+
+    if args.pid is not None:
+        print("attaching to process %d (attach, detach, record -p):" % args.pid)
+        for level, text in attach.reachability(args.pid):
+            report.add(level, text)
 
     example = [probe["executable"], "app.py"]
     print("\nto profile a program (%s mode: %s):\n  %s record -o flamegraph.svg -- %s"

@@ -73,29 +73,9 @@ def record(args, prog):
             say("the target %s" % _describe(returncode))
 
         title = " ".join([os.path.basename(command[0])] + command[1:])
-        try:
-            with on_signals(interrupt):
-                say("recorded %.1f MB" % (os.path.getsize(data) / 1e6))
-                session.scan(data)
-                samples_from = session.inject(data, keep_jitted=args.keep)
-                profile = session.read(samples_from, args.native)
-                session.write(profile, "%s (%s mode)" % (title, mode.name), args.top)
-        except (KeyboardInterrupt, Failure) as e:
-            # The recording is all there: keep it, and what perf needs to read it, for `report`.
-            keep_outputs = True
-            kept = _keep(data, session.stem + ".perf.data")
-            say("%s; the recording is kept in %s (and the perf maps or jitdumps it needs); finish with: %s report %s -o %s"
-                % ("interrupted" if isinstance(e, KeyboardInterrupt) else e, kept, prog, shlex.quote(kept),
-                   shlex.quote(session.svg)))
-            return 130 if isinstance(e, KeyboardInterrupt) else e.status
-        if args.keep:
-            keep_outputs = True
-            kept = [_keep(data, session.stem + ".perf.data")]
-            if samples_from != data:
-                kept.append(_keep(samples_from, session.stem + ".perf.jit.data"))
-            needs = ("the jitted code in %s/" % session.jitted if samples_from != data
-                     else "the perf maps and jitdumps")
-            say("kept %s, and %s it needs: perf report -i %s" % (" and ".join(kept), needs, kept[-1]))
+        status, keep_outputs = process(session, data, mode, args, title, prog)
+        if status is not None:
+            return status
         return _status_of(returncode)
     finally:
         if not keep_outputs:
@@ -147,6 +127,38 @@ def _record_streaming(args, prog, perf, mode, env, chosen, session):
         if not kept:
             session.remove_outputs()
         session.close()
+def process(session, data, mode, args, title, prog, note=None):
+    """Draws the flame graph of the recording ``data`` and prints the top functions (with
+    ``note`` under them); returns (exit status when processing failed else None, whether the
+    recording and the outputs it needs were kept)."""
+    try:
+        with on_signals(interrupt):
+            say("recorded %.1f MB" % (os.path.getsize(data) / 1e6))
+            if mode.name == "unwind":
+                samples_from, profile = data, session.unwind(data, args.native)
+            else:
+                session.scan(data)
+                samples_from = session.inject(data, keep_jitted=args.keep)
+                profile = session.read(samples_from, args.native)
+            session.write(profile, "%s (%s mode)" % (title, mode.name), args.top, note)
+    except (KeyboardInterrupt, Failure) as e:
+        # The recording is all there: keep it, and what perf needs to read it, for `report`.
+        kept = _keep(data, session.stem + ".perf.data")
+        say("%s; the recording is kept in %s (and the perf maps or jitdumps it needs); finish with: %s report %s -o %s"
+            % ("interrupted" if isinstance(e, KeyboardInterrupt) else e, kept, prog, shlex.quote(kept),
+               shlex.quote(session.svg)))
+        return (130 if isinstance(e, KeyboardInterrupt) else e.status), True
+    if not args.keep:
+        return None, False
+    kept = [_keep(data, session.stem + ".perf.data")]
+    if samples_from != data:
+        kept.append(_keep(samples_from, session.stem + ".perf.jit.data"))
+    # perf's own DWARF unwinder stops at the trampolines (no CFI): ours reads it again.
+    again = ("%s report %s" % (prog, kept[-1]) if mode.name == "unwind" else "perf report -i " + kept[-1])
+    needs = ("the jitted code in %s/" % session.jitted if samples_from != data
+             else "the perf maps and jitdumps")
+    say("kept %s, and %s it needs: %s" % (" and ".join(kept), needs, again))
+    return None, True
 
 
 def _check_target(command):

@@ -113,22 +113,25 @@ class Session:
                 progress.tick("%d samples" % profile.samples)
             yield line
 
-    def write(self, profile, title, top):
-        """Writes the flame graph and the folded stacks, prints the top functions; False when
-        there was nothing to draw."""
+    def write(self, profile, title, top, note=None):
+        """Writes the flame graph and the folded stacks, prints the top functions (and
+        ``note``, which the flame graph's title carries too); False when there was nothing
+        to draw."""
         if not profile.samples:
             say("no samples: nothing to draw")
             return False
         from ._native import flamegraph_svg
 
         folded = profile.folded()
-        write_atomically(self.svg, flamegraph_svg(folded, title))
+        write_atomically(self.svg, flamegraph_svg(folded, title + (" - " + note if note else "")))
         write_atomically(self.folded, folded)
         say("wrote %s (flame graph) and %s (folded stacks)" % (self.svg, self.folded))
         if not profile.in_python:
             say("warning: no sample is in a Python function: was perf-trampoline on in the target "
                 "(PERF_TRAMPOLINE=perf or perf_jit), and are its /tmp/perf-<pid>.map or jit-<pid>.dump files still there?")
         sys.stdout.write(profile.table(top))
+        if note:
+            sys.stdout.write("note: %s\n" % note)
         sys.stdout.flush()
         return True
 

@@ -1,0 +1,212 @@
+"""Turning perf-trampoline on and off in a Python process that is already running: what the
+process is and whether it can be attached to (each refusal one line with its fix, the process
+untouched: target.py), and the hand-over itself: a process started with
+``PERF_TRAMPOLINE=standby`` reads the request from its FIFO (standby.py); any other CPython
+3.14+ runs ``_injected.py`` through ``sys.remote_exec`` (remote.py). Either way it answers
+through a result file; attach, detach and doctor --pid start here."""
+
+import json
+import os
+import stat
+import time
+
+from . import handoff, remote, standby
+from .target import Refusal, alive, inspect, same_file
+
+# Said wherever an attach's profile is shown (the README explains it).
+RUNNING_FRAMES_NOTE = ("frames already running when support came on have no trampoline: "
+                       "only calls made after the attach show as Python functions")
+DEFAULT_TIMEOUT = 10.0
+
+
+def _wait(target, directory, timeout, via_standby):
+    """The target's answer, waiting at most ``timeout`` seconds; Refusal when it exits first
+    or does not answer (the request is then withdrawn unless the target already took it)."""
+    result = os.path.join(directory, "result")
+    deadline = time.monotonic() + timeout
+    withdrawn = False
+    while True:
+        if os.path.lexists(result):  # whole once there: the target renames it into place
+            try:
+                handoff.check_file(result, {target.uid})
+            except handoff.UnsafeHandoff as e:
+                raise Refusal("the answer of process %d is not a file of its own (%s): not trusted"
+                              % (target.pid, e)) from None
+            with os.fdopen(os.open(result, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), encoding="utf-8") as f:
+                return json.load(f)
+        if not alive(target.pid):
+            raise Refusal("process %d exited during the attach" % target.pid)
+        if time.monotonic() > deadline:
+            if withdrawn:
+                raise Refusal("process %d took the request but gave no answer; check it with "
+                              "`perf-trampoline doctor --pid %d`" % (target.pid, target.pid))
+            try:
+                os.rename(os.path.join(directory, "request"), os.path.join(directory, "withdrawn"))
+            except FileNotFoundError:  # taken just now: the answer is coming
+                withdrawn, deadline = True, time.monotonic() + timeout
+                continue
+            raise _Unanswered("process %d ran no Python code in its %s for %g s (%s): nothing was changed; try "
+                              "again when it is busy running Python, or with a longer --timeout"
+                              % (target.pid, "standby thread" if via_standby else "main thread", timeout,
+                                 "a thread holding the GIL in C code?" if via_standby else
+                                 "blocked in a long system call, a C extension or a lock?"))
+        time.sleep(0.02)
+
+
+class _Unanswered(Refusal):
+    """The request was withdrawn before the target took it: its directory stays for the
+    target's late run of the script to remove."""
+
+
+def _standby_fifo(target):
+    """The write end of the FIFO of a process started with PERF_TRAMPOLINE=standby, as we
+    reach it, or None (also for a FIFO nobody reads: left by a killed process whose pid this
+    one has now)."""
+    path = "/proc/%d/root%s" % (target.pid, standby.fifo_path(target.pid, target.uid))
+    try:
+        handoff.check_dir(os.path.dirname(path), {target.uid})
+        st = os.lstat(path)
+        if not stat.S_ISFIFO(st.st_mode) or st.st_uid not in (target.uid, 0) or st.st_mode & 0o077:
+            return None
+        return standby.open_writer(path)
+    except (OSError, handoff.UnsafeHandoff):
+        return None
+
+
+def _via_standby(fd, args):
+    """Hands ``args`` to the target's standby thread: one line (atomic below PIPE_BUF)."""
+    os.write(fd, json.dumps(args).encode() + b"\n")
+
+
+def _request(target, op, backend, timeout):
+    """Asks the target to turn support on or off (standby when prepared, else remote_exec)
+    and returns its answer."""
+    fifo = _standby_fifo(target)
+    try:
+        return _request_through(target, fifo, op, backend, timeout)
+    finally:
+        if fifo is not None:
+            os.close(fifo)
+
+
+def _request_through(target, fifo, op, backend, timeout):
+    """``_request`` with ``fifo``, the standby FIFO's write end, or None for remote_exec."""
+    if fifo is None:
+        remote.check(target)
+    # Standby reaches into another root too: the directory is made where the target sees /tmp.
+    base = "/proc/%d/root/tmp" % target.pid if fifo is not None else "/tmp"
+    directory = handoff.private_dir(base, owners={target.uid})
+    keep = False
+    try:
+        owner = target.file_owner
+        if owner is not None and owner != os.geteuid():
+            os.chown(directory, owner, -1)
+        handoff.create(directory, "request", b"", owner, {target.uid})
+        args = {"op": op, "backend": backend, "dir": "/tmp/" + os.path.basename(directory) if fifo is not None else directory}
+        if fifo is not None:
+            _via_standby(fifo, args)
+        else:
+            remote.send(target, args, directory)
+        return _wait(target, directory, timeout, fifo is not None)
+    except _Unanswered:
+        keep = True
+        raise
+    finally:
+        if not keep:
+            handoff.remove(directory)
+
+
+def _change(pid, op, backend, timeout):
+    target = inspect(pid)
+    answer = _request(target, op, backend, timeout)
+    if not answer.get("ok"):
+        error = answer.get("error", "?")
+        if error.startswith(("ImportError", "ModuleNotFoundError")):
+            raise Refusal("perf_trampoline cannot be imported in process %d (%s): install it in the target's "
+                          "environment" % (pid, error))
+        raise Refusal("process %d could not turn support %s: %s" % (pid, "on" if op == "attach" else "off", error))
+    return answer
+
+
+def attach(pid, backend="perf", timeout=DEFAULT_TIMEOUT):
+    """Turns support on in process ``pid``; returns its answer: ``already`` (it was on, with
+    ``backend``), or it is on now."""
+    return _change(pid, "attach", backend, timeout)
+
+
+def detach(pid, timeout=DEFAULT_TIMEOUT):
+    """Turns support off in process ``pid`` and removes our hook (calls cost what they did
+    before); trampolines stay mapped, the perf map and jitdump stay for perf report."""
+    return _change(pid, "detach", None, timeout)
+
+
+def reachability(pid):
+    """For ``doctor --pid``: [(level, text)] saying whether an attach to ``pid`` can work from
+    here, and why not (levels as doctor's: "ok", "FAIL")."""
+    lines = []
+    try:
+        target = inspect(pid)
+        lines.append(("ok", "process %d runs CPython %s (%s), and this user may trace it"
+                      % (pid, target.version_text, target.exe)))
+        fifo = _standby_fifo(target)
+        if fifo is not None:
+            os.close(fifo)
+            return lines + [("ok", "prepared with PERF_TRAMPOLINE=standby: attach goes through its standby thread, "
+                             "which answers while any of its threads lets the GIL go")]
+        remote.check(target)
+        answer = remote.helper(target, None)
+        if answer.get("error"):
+            raise Refusal(remote.helper_refusal(target, answer))
+    except Refusal as e:
+        return lines + [("FAIL", str(e))]
+    lines.append(("ok", "sys.remote_exec can reach it: the request runs when its main thread next runs Python code "
+                  "(a main thread blocked in a long system call answers only when it returns)"))
+    site = remote.our_site()
+    if not same_file("/proc/%d/root%s" % (pid, site), site):
+        lines.append(("FAIL", "process %d does not see our installation %s (another mount namespace): install "
+                      "perf_trampoline in its environment, or run perf-trampoline in its namespace" % (pid, site)))
+    return lines
+
+
+def say_attached(pid, answer, say):
+    if answer.get("already"):
+        say("support was already on in process %d (backend %s): recording anyway, leaving it on"
+            % (pid, answer.get("backend")))
+    else:
+        say("support is on in process %d (Python %s, backend %s)" % (pid, answer.get("version"), answer.get("backend")))
+    say("note: " + RUNNING_FRAMES_NOTE)
+
+
+def main_attach(args, say):
+    """``perf-trampoline attach PID``."""
+    say_attached(args.pid, attach(args.pid, args.backend, args.timeout), say)
+    return 0
+
+
+def main_detach(args, say):
+    """``perf-trampoline detach PID``."""
+    answer = detach(args.pid, args.timeout)
+    if answer.get("was_active"):
+        say("support is off in process %d: our hook is gone, its calls cost what they did before; "
+            "its perf map / jitdump stay for perf report" % args.pid)
+    else:
+        say("support was not on in process %d: nothing to do" % args.pid)
+    return 0
+
+
+def add_arguments(parser, backend=True):
+    """The options attach and detach share with ``record -p``."""
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                        help="how long to wait for the process to turn support on or off (default %(default)s s)")
+    if backend:
+        parser.add_argument("--backend", default="perf", choices=("perf", "perf_jit", "perf,perf_jit"),
+                            help="what to write: the perf map (perf), the jitdump (perf_jit), or both")
+
+
+def add_record_arguments(parser):
+    """record's options for a running process (see live.py)."""
+    parser.add_argument("-p", "--pid", type=int, help="record this running Python process instead of a command "
+                        "(support is turned on in it for the recording, then off)")
+    parser.add_argument("--duration", type=float, metavar="S",
+                        help="with -p: stop after S seconds (default: at Ctrl-C or when the process exits)")
+    add_arguments(parser, backend=False)

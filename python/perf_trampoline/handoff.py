@@ -1,0 +1,88 @@
+"""Files handed to another process (the code ``attach`` makes a live Python run): a private
+directory (ours, 0700, never a link) and files created exclusively in it (0600, ``O_EXCL`` and
+``O_NOFOLLOW``), each checked again just before it is used."""
+
+import os
+import stat
+import tempfile
+
+
+class UnsafeHandoff(Exception):
+    """A directory or file we handed out is no longer what we made: someone else could
+    have put their code there."""
+
+
+def private_dir(base, owners=None):
+    """A new directory under ``base``, mode 0700, that only we (and ``owners``, see
+    ``check_dir``) can write."""
+    path = tempfile.mkdtemp(prefix="perf-trampoline-attach-", dir=base)  # 0700, O_EXCL-like
+    check_dir(path, owners)
+    return path
+
+
+def _owners(owners):
+    return {os.geteuid()} | set(owners or ())
+
+
+def check_dir(path, owners=None):
+    """Raises UnsafeHandoff unless ``path`` is a directory (not a link) owned by us (or one of
+    ``owners``: root handing files to the target's own user) that nobody else can write."""
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        raise UnsafeHandoff("%s: %s" % (path, e.strerror)) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeHandoff("%s is not a directory (a link?)" % path)
+    if st.st_uid not in _owners(owners):
+        raise UnsafeHandoff("%s belongs to uid %d, not to us" % (path, st.st_uid))
+    if st.st_mode & 0o077:
+        raise UnsafeHandoff("%s has mode %o: others could change what is in it" % (path, stat.S_IMODE(st.st_mode)))
+
+
+def check_file(path, owners=None):
+    """Raises UnsafeHandoff unless ``path`` is a regular file (not a link, one name) of ours
+    that only its owner can read or write, in a directory that passes ``check_dir``."""
+    check_dir(os.path.dirname(path), owners)
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        raise UnsafeHandoff("%s: %s" % (path, e.strerror)) from None
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        raise UnsafeHandoff("%s is not a plain file of its own (a link?)" % path)
+    if st.st_uid not in _owners(owners) or st.st_mode & 0o077:
+        raise UnsafeHandoff("%s: owner uid %d, mode %o, not ours alone" % (path, st.st_uid, stat.S_IMODE(st.st_mode)))
+
+
+def create(directory, name, data, owner=None, owners=None):
+    """Writes ``data`` (bytes) to the new file ``directory/name``: created exclusively, never
+    through a link, mode 0600; given to ``owner`` (a uid) when root hands it to another user."""
+    check_dir(directory, owners)
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        if owner is not None and owner != os.geteuid():
+            os.fchown(fd, owner, -1)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    return path
+
+
+def remove(directory):
+    """Removes a directory ``private_dir`` made, and the files in it (never following links)."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass

@@ -207,6 +207,4 @@ def add_record_arguments(parser):
     """record's options for a running process (see live.py)."""
     parser.add_argument("-p", "--pid", type=int, help="record this running Python process instead of a command "
                         "(support is turned on in it for the recording, then off)")
-    parser.add_argument("--duration", type=float, metavar="S",
-                        help="with -p: stop after S seconds (default: at Ctrl-C or when the process exits)")
     add_arguments(parser, backend=False)

@@ -46,8 +46,9 @@ def _parser(prog):
                           "deep; measured: 8192 and 16384 keep short chains but cut one 31 calls deep on 3.14; "
                           "at most %d)" % (modes.DEFAULT_STACK_SIZE, modes.MAX_STACK_SIZE))
     rec.add_argument("--duration", type=_seconds, metavar="S",
-                     help="unwind mode: stop recording after S seconds and end the command as Ctrl-C to "
-                          "perf-trampoline would (perf sends it SIGTERM)")
+                     help="stop recording after S seconds (default: at Ctrl-C, or when the command or process "
+                          "exits); a command (unwind mode) is then ended as Ctrl-C to perf-trampoline would (perf "
+                          "sends it SIGTERM); with -p the process keeps running")
     rec.add_argument("--keep", action="store_true",
                      help="keep perf.data (as <output>.perf.data; in unwind mode a copy of perf's stream, "
                           "~33 KB per sample at 32 KiB), the perf maps and jitdumps; dwarf mode: also the injected "

@@ -35,8 +35,6 @@ def record_pid(args, prog):
     """``record -p PID``: see the module's docstring."""
     if args.command:
         raise Failure("record takes either -p PID or a command, not both")
-    if args.duration is not None and args.duration <= 0:
-        raise Failure("--duration %g: give a number of seconds above 0" % args.duration)
     mode, why = modes.choose_mode(args.mode, None)
     perf, version, text = machine.find_perf()
     if mode.name == "dwarf" and version < machine.PERF_FOR_JITDUMP:

@@ -120,39 +120,21 @@ pub fn parse(bytes: &[u8]) -> Result<Dump, ReadError> {
 
     let header_len = total as usize;
     let (mut records, mut spans) = (Vec::new(), Vec::new());
-    loop {
+    let trailing = loop {
         let rest = c.0;
         let mut p = Cursor(rest);
         let (Some(id), Some(size), Some(timestamp)) = (p.u32(), p.u32(), p.u64()) else {
-            return Ok(Dump {
-                header,
-                records,
-                spans,
-                header_len,
-                trailing: rest.len(),
-            });
+            break rest.len();
         };
         if id == 0 && size == 0 {
             // Room a writer had not used yet (see appender.rs): perf stops here too.
-            return Ok(Dump {
-                header,
-                records,
-                spans,
-                header_len,
-                trailing: rest.len(),
-            });
+            break rest.len();
         }
         if (size as usize) < PREFIX_SIZE {
             return Err(bad("record smaller than its prefix"));
         }
         let Some(body) = p.take(size as usize - PREFIX_SIZE) else {
-            return Ok(Dump {
-                header,
-                records,
-                spans,
-                header_len,
-                trailing: rest.len(),
-            });
+            break rest.len();
         };
         c.0 = p.0;
         let start = bytes.len() - rest.len();
@@ -202,5 +184,12 @@ pub fn parse(bytes: &[u8]) -> Result<Dump, ReadError> {
             CODE_CLOSE => Record::Close { timestamp },
             id => Record::Other { id, timestamp },
         });
-    }
+    };
+    Ok(Dump {
+        header,
+        records,
+        spans,
+        header_len,
+        trailing,
+    })
 }

@@ -42,16 +42,17 @@ def workload():
     return total + len(_json.dumps([1]))
 
 
-sys.settrace(tracer)
+# Traced from when support is on: activate() itself is partly Python (the JIT check in jit.py)
+# that runs before there is any trampoline to name it.
 perf_trampoline.activate(strategy=sys.argv[1] if len(sys.argv) > 1 else "stamp")
+sys.settrace(tracer)
 workload()
 sys.settrace(None)
 perf_trampoline.deactivate()  # a C call: nothing below gets a trampoline
 
 with open("/proc/self/maps") as f:
     maps = f.read()
-map_path = os.path.join(os.environ.get("PERF_TRAMPOLINE_DIR", "/tmp"), "perf-%d.map" % os.getpid())
-with open(map_path, "rb") as f:
+with open(perf_trampoline._native.output_path("perf map", os.getpid()), "rb") as f:
     perf_map = f.read().decode("utf-8", "surrogateescape")
 expected = [name_of(c) for c in seen.values()] + [name_of(tracer.__code__)]
 json.dump({"expected": expected, "maps": maps, "perf_map": perf_map,

@@ -19,7 +19,7 @@ cargo clippy --quiet --all-targets --features python -- -D warnings || status=1
 echo "== cargo test"
 cargo test --quiet || status=1
 echo "== pytest"
-target/venvs/3.11/bin/python -m pytest -q -rs tests/python || status=1
+target/venvs/3.11/bin/python -m pytest -q -rs --durations=15 tests/python || status=1
 echo "== isa-tests"
 isa-tests/run.sh || status=1
 exit $status

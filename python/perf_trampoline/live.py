@@ -58,9 +58,7 @@ def record_pid(args, prog):
             if not answer.get("already"):
                 _detach(pid, args.timeout)
         if not os.path.exists(data) or os.path.getsize(data) == 0:
-            raise Failure("perf could not record (its message is above).\n  "
-                          + "\n  ".join(machine.permission_help())
-                          + "\n  `%s doctor --pid %d` checks the whole set-up." % (prog, pid))
+            raise machine.cannot_record("%s doctor --pid %d" % (prog, pid))
         if stopped_by:
             say("recording stopped by %s" % signal.Signals(stopped_by).name)
         status, _ = process(session, data, mode, args, "python process %d (attached)" % pid, prog,

@@ -93,6 +93,13 @@ def permission_help():
     return lines
 
 
+def cannot_record(doctor_command):
+    """The Failure for a perf that recorded nothing: why perf may be refused here, and the
+    ``doctor`` command line that checks the whole set-up."""
+    return Failure("perf could not record (its message is above).\n  " + "\n  ".join(permission_help())
+                   + "\n  `%s` checks the whole set-up." % doctor_command)
+
+
 def probe_recording(perf):
     """None if ``perf record -g`` can record a short command here, else perf's complaint."""
     tmp = tempfile.mkdtemp(prefix="perf-trampoline-doctor-")

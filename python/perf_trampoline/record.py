@@ -64,16 +64,13 @@ def record(args, prog):
             with on_signals(stop):
                 returncode = proc.wait()
         if not os.path.exists(data) or os.path.getsize(data) == 0:
-            raise Failure("perf could not record (its message is above).\n  "
-                          + "\n  ".join(machine.permission_help())
-                          + "\n  `%s doctor` checks the whole set-up." % prog)
+            raise machine.cannot_record("%s doctor" % prog)
         if caught:
             say("recording stopped by %s; the target %s" % (signal.Signals(caught[0]).name, _describe(returncode)))
         elif returncode != 0:
             say("the target %s" % _describe(returncode))
 
-        title = " ".join([os.path.basename(command[0])] + command[1:])
-        status, keep_outputs = process(session, data, mode, args, title, prog)
+        status, keep_outputs = process(session, data, mode, args, _title(command), prog)
         if status is not None:
             return status
         return _status_of(returncode)
@@ -104,9 +101,7 @@ def _record_streaming(args, prog, perf, mode, env, chosen, session):
             say("interrupted")
             return 130
         if rec.result is None:
-            raise Failure("perf could not record (its message is above).\n  "
-                          + "\n  ".join(machine.permission_help())
-                          + "\n  `%s doctor` checks the whole set-up." % prog)
+            raise machine.cannot_record("%s doctor" % prog)
         session.pids.update(rec.result["pids"])
         for note in rec.result["notes"]:
             say("note: " + note)
@@ -116,8 +111,7 @@ def _record_streaming(args, prog, perf, mode, env, chosen, session):
             say("recording stopped by %s; the target %s" % (rec.stopped_by, _describe(returncode)))
         elif returncode != 0:
             say("the target %s" % _describe(returncode))
-        title = " ".join([os.path.basename(command[0])] + command[1:])
-        session.write(rec.profile, "%s (%s mode)" % (title, mode.name), args.top)
+        session.write(rec.profile, "%s (%s mode)" % (_title(command), mode.name), args.top)
         if kept:
             # perf's own DWARF unwinder stops at the trampolines (no CFI): ours reads it again.
             say("kept %s (perf's pipe format) and the perf maps it needs: %s report %s"
@@ -185,6 +179,11 @@ def _check_script(python_args):
             if not os.path.exists(a):
                 raise Failure("%s: no such file (the script python would run)" % a, 127)
             return
+
+
+def _title(command):
+    """The flame graph's title for a recorded command."""
+    return " ".join([os.path.basename(command[0])] + command[1:])
 
 
 def _status_of(returncode):

@@ -19,7 +19,9 @@ cargo clippy --quiet --all-targets --features python -- -D warnings || status=1
 echo "== cargo test"
 cargo test --quiet || status=1
 echo "== pytest"
-target/venvs/3.11/bin/python -m pytest -q -rs --durations=15 tests/python || status=1
+# Every test's time goes to target/test-artefacts/pytest.xml: what to look at when the run grows.
+target/venvs/3.11/bin/python -m pytest -q -rs --durations=15 --junitxml=target/test-artefacts/pytest.xml tests/python \
+    || status=1
 echo "== isa-tests"
 isa-tests/run.sh || status=1
 exit $status

@@ -9,7 +9,6 @@ trampoline, named ``py::<qualname>:<filename>`` in ``/tmp/perf-<pid>.map`` and/o
 """
 
 import os
-import types
 
 from ._native import BACKENDS, STRATEGIES, _after_fork_in_child, _prepare_code, deactivate, is_active
 from ._native import _state as _state  # for tests and diagnostics
@@ -23,6 +22,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def _code_objects(obj, seen):
     """Yields every code object reachable from a module, class, function, method or code."""
+    import types  # here, not at the top: the start-up switches import this package, never prepare()
+
     if id(obj) in seen:
         return
     seen.add(id(obj))

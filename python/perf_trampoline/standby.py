@@ -15,13 +15,12 @@ long as one of them lets the GIL go now and then. Forked children start a thread
 """
 
 import atexit
-import json
 import os
 import stat
 import sys
 import threading
 
-from . import _injected, handoff
+from . import handoff
 
 
 def directory(uid):
@@ -108,6 +107,13 @@ def _handle(line):
     """One request from ``attach``: {"op", "backend", "dir"}, the answer going into "dir",
     a directory that must be ours alone (whoever can write our FIFO is us or root anyway)."""
     try:
+        # Imported at the first request, not at start-up: json brings re along, 3-4 ms that
+        # every armed process would pay. (A program's own json.py first on sys.path would now
+        # be found instead; the request is then ignored with one line, the program goes on.)
+        import json
+
+        from . import _injected
+
         request = json.loads(line)
         handoff.check_dir(request["dir"])
         _injected.main({"op": request["op"], "backend": request.get("backend"), "dir": request["dir"],

@@ -96,10 +96,17 @@ class Failed(Exception):
 
 def start(interp, python, way):
     """Runs the empty script once; returns (wall ns, CPU ns, minor page faults)."""
-    cmd = interp.timed_wrap + [python] + way.args
+    root = interp.timed_wrap[1] if interp.timed_wrap[:1] == ["chroot"] else None
+
+    def enter_root():
+        # chroot(1) would leave the child in the root's /, where `-m empty` is not found.
+        os.chroot(root)
+        os.chdir(WORK)
+
     with tempfile.TemporaryFile() as err:
         t = time.perf_counter_ns()
-        p = subprocess.Popen(cmd, cwd=WORK, env=clean_env(way.env), stdout=subprocess.DEVNULL, stderr=err)
+        p = subprocess.Popen([python] + way.args, cwd=WORK, env=clean_env(way.env), stdout=subprocess.DEVNULL,
+                             stderr=err, preexec_fn=enter_root if root else None)
         _, status, usage = os.wait4(p.pid, 0)
         wall = time.perf_counter_ns() - t
         err.seek(0)

@@ -1,4 +1,5 @@
-"""Start-up switches, run from perf_trampoline.pth when one of them is set.
+"""Start-up switches, imported when one of them is set (perf_trampoline.pth imports
+_perf_trampoline_switches, which checks).
 
 ``PERF_TRAMPOLINE=<backend>`` works on every version (``PERF_TRAMPOLINE=standby`` prepares the
 process for a later ``perf-trampoline attach``, see standby.py); ``PYTHONPERFSUPPORT=1``, ``-X perf``,

@@ -9,10 +9,15 @@ trampoline, named ``py::<qualname>:<filename>`` in ``/tmp/perf-<pid>.map`` and/o
 """
 
 import os
+import sys
 
 from ._native import BACKENDS, STRATEGIES, _after_fork_in_child, _prepare_code, deactivate, is_active
 from ._native import _state as _state  # for tests and diagnostics
-from .jit import activate  # the extension's, refusing a backend CPython's JIT would make wrong
+
+if hasattr(sys, "_jit"):  # CPython's JIT exists (3.14+)
+    from .jit import activate  # the extension's, refusing a backend CPython's JIT would make wrong
+else:  # nothing to refuse: jit.py stays out of every start-up
+    from ._native import activate
 
 __all__ = ["BACKENDS", "STRATEGIES", "activate", "deactivate", "is_active", "prepare"]
 

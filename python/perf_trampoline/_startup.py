@@ -87,12 +87,15 @@ def run():
         # A variable reaches child processes by itself, each reading it as its version does
         # (CPython's own switches are CPython's from 3.12 on); -X is handed on as PERF_TRAMPOLINE.
         children = None
-    from . import activate, jit
+    from . import activate
 
-    refusal = jit.turn_off_if_wrong(backend)
-    if refusal:
-        _say("%s (running without perf support)" % refusal)
-        return
+    if hasattr(sys, "_jit"):  # CPython's JIT exists (3.14+)
+        from . import jit
+
+        refusal = jit.turn_off_if_wrong(backend)
+        if refusal:
+            _say("%s (running without perf support)" % refusal)
+            return
     try:
         activate(backend, children=children)
     except ValueError as e:

@@ -1,7 +1,7 @@
 //! perf-trampoline: makes Python functions visible to Linux `perf`.
 //!
 //! ```text
-//! activate(backend) ─► compiler (Cranelift, once) ─► template {code, unwind info}
+//! activate(backend) ─► template {code (prebuilt), unwind info (Cranelift, once, jitdump only)}
 //!                                                       │
 //! Python call ─► eval hook ─► code object ─► slot in co_extra? ── no: SlotSource::next_slot()
 //!                                 │                                   Registry::record(slot, name)

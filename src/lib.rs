@@ -1,7 +1,7 @@
 //! perf-trampoline: makes Python functions visible to Linux `perf`.
 //!
 //! ```text
-//! activate(backend) ─► compiler (Cranelift, once) ─► template {code, unwind info}
+//! activate(backend) ─► template {code (prebuilt), unwind info (Cranelift, once, jitdump only)}
 //!                                                       │
 //! Python call ─► eval hook ─► code object ─► slot in co_extra? ── no: SlotSource::next_slot()
 //!                                 │                                   Registry::record(slot, name)
@@ -24,6 +24,7 @@ mod frame_layout;
 mod isa;
 mod jit_each;
 mod os;
+mod prebuilt;
 // The unwinder `perf-trampoline record/report` uses through the extension; built without it
 // too (a default feature), so its tests run.
 #[cfg(feature = "perf-unwind")]
@@ -46,6 +47,7 @@ pub use compose::backend::{Backends, open_sink};
 pub use compose::strategy::{Strategy, host_source, source_for};
 pub use isa::{Isa, SLOT_ALIGN};
 pub use jit_each::CompileEach;
+pub use prebuilt::{code as prebuilt_code, host_code as prebuilt_host_code};
 pub use registry::name::{MAX_NAME_BYTES, clean as clean_name};
 pub use registry::stale::process_start;
 pub use registry::{

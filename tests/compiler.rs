@@ -2,7 +2,9 @@
 //! the 4th argument register, no tail call, and unwind info that describes the frame.
 
 use gimli::{BaseAddresses, CfaRule, EhFrame, RegisterRule, UnwindContext, UnwindSection};
-use perf_trampoline::{Target, Template, compile, eh_frame, endianness};
+use perf_trampoline::{
+    Target, Template, compile, eh_frame, endianness, prebuilt_code, prebuilt_host_code,
+};
 
 /// ABI facts per ISA (from each psABI and its DWARF register numbering), not outputs of ours.
 struct Isa {
@@ -189,4 +191,27 @@ fn unwind_info_describes_the_frame_at_the_call() {
             );
         }
     }
+}
+
+#[test]
+fn the_prebuilt_code_is_what_cranelift_builds() {
+    let mut stale = Vec::new();
+    for isa in ISAS {
+        let t = template(isa);
+        if prebuilt_code(t.arch) != t.code.as_slice() {
+            let bytes: Vec<String> = t.code.iter().map(|b| format!("{b:#04x}")).collect();
+            stale.push(format!("Isa::{:?} => &[{}],", t.arch, bytes.join(", ")));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "src/prebuilt.rs is out of date; its arms are now:\n{}",
+        stale.join("\n")
+    );
+    let host = compile(&Target::Host, false).unwrap();
+    assert_eq!(
+        prebuilt_host_code(),
+        Some(host.code.as_slice()),
+        "the host's own flags build other code"
+    );
 }

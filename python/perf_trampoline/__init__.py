@@ -9,11 +9,15 @@ trampoline, named ``py::<qualname>:<filename>`` in ``/tmp/perf-<pid>.map`` and/o
 """
 
 import os
-import types
+import sys
 
 from ._native import BACKENDS, STRATEGIES, _after_fork_in_child, _prepare_code, deactivate, is_active
 from ._native import _state as _state  # for tests and diagnostics
-from .jit import activate  # the extension's, refusing a backend CPython's JIT would make wrong
+
+if hasattr(sys, "_jit"):  # CPython's JIT exists (3.14+)
+    from .jit import activate  # the extension's, refusing a backend CPython's JIT would make wrong
+else:  # nothing to refuse: jit.py stays out of every start-up
+    from ._native import activate
 
 __all__ = ["BACKENDS", "STRATEGIES", "activate", "deactivate", "is_active", "prepare"]
 
@@ -23,6 +27,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def _code_objects(obj, seen):
     """Yields every code object reachable from a module, class, function, method or code."""
+    import types  # here, not at the top: the start-up switches import this package, never prepare()
+
     if id(obj) in seen:
         return
     seen.add(id(obj))

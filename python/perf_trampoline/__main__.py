@@ -85,7 +85,7 @@ def _load_script(path):
 
 
 def main(argv=None):
-    from . import activate, jit
+    from . import activate
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in COMMANDS:
@@ -93,7 +93,10 @@ def main(argv=None):
 
         sys.exit(cli.main(argv))
     backend, children, (kind, target), new_argv = _parse(argv)
-    jit.turn_off_if_wrong(backend)
+    if hasattr(sys, "_jit"):  # CPython's JIT exists (3.14+)
+        from . import jit
+
+        jit.turn_off_if_wrong(backend)
     target_file = code = None
     try:
         # All of ours runs before support is on: the program's own frames are the first to

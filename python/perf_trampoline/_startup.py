@@ -1,4 +1,5 @@
-"""Start-up switches, run from perf_trampoline.pth when one of them is set.
+"""Start-up switches, imported when one of them is set (perf_trampoline.pth imports
+_perf_trampoline_switches, which checks).
 
 ``PERF_TRAMPOLINE=<backend>`` works on every version (``PERF_TRAMPOLINE=standby`` prepares the
 process for a later ``perf-trampoline attach``, see standby.py); ``PYTHONPERFSUPPORT=1``, ``-X perf``,
@@ -86,12 +87,15 @@ def run():
         # A variable reaches child processes by itself, each reading it as its version does
         # (CPython's own switches are CPython's from 3.12 on); -X is handed on as PERF_TRAMPOLINE.
         children = None
-    from . import activate, jit
+    from . import activate
 
-    refusal = jit.turn_off_if_wrong(backend)
-    if refusal:
-        _say("%s (running without perf support)" % refusal)
-        return
+    if hasattr(sys, "_jit"):  # CPython's JIT exists (3.14+)
+        from . import jit
+
+        refusal = jit.turn_off_if_wrong(backend)
+        if refusal:
+            _say("%s (running without perf support)" % refusal)
+            return
     try:
         activate(backend, children=children)
     except ValueError as e:

@@ -4,7 +4,6 @@ directory (ours, 0700, never a link) and files created exclusively in it (0600, 
 
 import os
 import stat
-import tempfile
 
 
 class UnsafeHandoff(Exception):
@@ -15,6 +14,8 @@ class UnsafeHandoff(Exception):
 def private_dir(base, owners=None):
     """A new directory under ``base``, mode 0700, that only we (and ``owners``, see
     ``check_dir``) can write."""
+    import tempfile  # here: standby checks directories at start-up, where tempfile would cost ~2 ms
+
     path = tempfile.mkdtemp(prefix="perf-trampoline-attach-", dir=base)  # 0700, O_EXCL-like
     check_dir(path, owners)
     return path

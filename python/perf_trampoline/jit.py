@@ -1,7 +1,6 @@
 """CPython's JIT (3.14+, ``PYTHON_JIT=1``) and our profiles: whether it is on, whether a backend's
 profile stays right while it runs, turning it off for a run, and activate() refusing."""
 
-import functools
 import os
 import sys
 
@@ -66,7 +65,6 @@ def _refusal(backend, jit_runs):
                        % (reason, VARIABLE, backend))
 
 
-@functools.wraps(_native.activate)
 def activate(backend="perf", **options):
     refusal = _refusal(backend, is_on())
     if refusal:
@@ -74,6 +72,10 @@ def activate(backend="perf", **options):
     return _native.activate(backend, **options)
 
 
+# By hand, not functools.wraps: functools (and collections under it) would cost every start-up
+# with a switch set about 3 ms on 3.11, where nothing else imports them. help() and
+# inspect.signature follow __wrapped__ to the extension's signature.
+activate.__wrapped__ = _native.activate
 activate.__doc__ = (_native.activate.__doc__ or "") + (
     "\n\nRaises ValueError while CPython's JIT is on and would make the backend's profile "
     "wrong (3.14: every backend; 3.15: perf_jit), as sys.activate_stack_trampoline() does.")

@@ -1,5 +1,6 @@
 //! Backend names (`perf`, `perf_jit`, both) as users write them, and the sinks they open.
 
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::UnknownName;
@@ -66,16 +67,24 @@ impl Backends {
     }
 }
 
-/// Opens the sink of `kind` at `path`, for process `pid`; `writers`: who else writes it.
+/// Opens the sink of `kind` at `path`, for process `pid`; `writers`: who else writes it. A
+/// jitdump needs the compiled `template` (for its unwind info), a perf map does not.
 pub fn open_sink(
     kind: OutputKind,
     path: &Path,
     pid: u32,
-    template: &Template,
+    template: Option<&Template>,
     writers: Writers,
 ) -> Result<Box<dyn Sink>, OpenError> {
     Ok(match kind {
-        OutputKind::JitDump => Box::new(JitDump::open(path, pid, template, writers)?),
+        OutputKind::JitDump => {
+            let template = template.ok_or_else(|| OpenError {
+                kind,
+                path: path.to_path_buf(),
+                error: io::Error::other("a jitdump needs the compiled template"),
+            })?;
+            Box::new(JitDump::open(path, pid, template, writers)?)
+        }
         OutputKind::PerfMap => Box::new(PerfMap::open(path, writers)?),
     })
 }

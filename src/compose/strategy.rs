@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use super::UnknownName;
 use crate::arena::StampArena;
-use crate::compiler::{self, CompileError, Target, Template};
+use crate::compiler::{self, CompileError, Target};
 use crate::jit_each::CompileEach;
 use crate::slots::SlotSource;
 
@@ -39,19 +39,19 @@ impl FromStr for Strategy {
     }
 }
 
-/// A slot source for the host: stamped copies of `template` at least `min_stride` apart
-/// within `budget` bytes (placed near the address `near` when it is not 0), or one compiled
-/// function per slot.
+/// A slot source for the host: stamped copies of the template's `code` at least `min_stride`
+/// apart within `budget` bytes (placed near the address `near` when it is not 0), or one
+/// compiled function per slot.
 pub fn source_for(
     strategy: Strategy,
-    template: &Template,
+    code: &[u8],
     min_stride: usize,
     budget: Option<usize>,
     near: usize,
 ) -> Result<Box<dyn SlotSource>, CompileError> {
     Ok(match strategy {
         Strategy::Stamp => {
-            let arena = StampArena::new(&template.code, min_stride).with_budget(budget);
+            let arena = StampArena::new(code, min_stride).with_budget(budget);
             Box::new(if near != 0 { arena.near(near) } else { arena })
         }
         Strategy::CompileEach => Box::new(CompileEach::new()?),
@@ -62,7 +62,7 @@ pub fn source_for(
 pub fn host_source(strategy: Strategy) -> Result<Box<dyn SlotSource>, CompileError> {
     source_for(
         strategy,
-        &compiler::compile(&Target::Host, false)?,
+        &compiler::compile(&Target::Host, false)?.code,
         0,
         None,
         0,

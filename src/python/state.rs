@@ -22,6 +22,7 @@ use super::{children, hot};
 use crate::compiler::{self, CompileError, Target, Template};
 use crate::compose::backend::{Backends, open_sink};
 use crate::compose::strategy::{Strategy, source_for};
+use crate::prebuilt;
 use crate::registry::{self, OpenError, Registry, Writers};
 use crate::slots::EvalFn;
 use crate::slots::SlotSource;
@@ -74,7 +75,8 @@ pub struct Snapshot {
 
 /// Everything activation and a code object's first call change.
 struct State {
-    /// The host's trampoline, compiled at the first activation.
+    /// The host's trampoline as Cranelift compiles it, at the first activation that needs
+    /// more than its bytes (see [`State::activate`]).
     template: Option<Template>,
     /// Where new slots come from, and their stride. Slots stay cached in code objects across
     /// deactivation, so a source is never dropped: when a later activation needs a wider
@@ -231,13 +233,23 @@ fn os_error(e: OpenError) -> PyErr {
 
 impl State {
     fn activate(&mut self, found: &Discovered, req: &Request<'_>) -> PyResult<Messages> {
-        if self.template.is_none() {
+        // Cranelift runs only when more than the template's bytes is needed: a jitdump's
+        // unwind info, or a machine without prebuilt bytes (see prebuilt.rs).
+        if self.template.is_none() && (req.backends.jitdump || prebuilt::host_code().is_none()) {
             self.template = Some(compiler::compile(&Target::Host, false).map_err(runtime_err)?);
         }
         // A forked child activating again: first move what it inherited to files of its own.
         let messages = self.follow_fork();
-        let template = self.template.as_ref().expect("compiled above");
-        let stride = req.backends.min_stride(template).map_err(runtime_err)?;
+        let template = self.template.as_ref();
+        let code = match template {
+            Some(t) => Some(t.code.as_slice()),
+            None => prebuilt::host_code(),
+        }
+        .ok_or_else(|| PyRuntimeError::new_err("no trampoline template for this machine"))?;
+        let stride = match template {
+            Some(t) => req.backends.min_stride(t).map_err(runtime_err)?,
+            None => 0, // a perf map alone: any stride
+        };
         if req.stack_on_cpython {
             // From now on CPython's trampoline may write into our files too (now or later).
             self.writers = Writers::WithCpython;
@@ -253,7 +265,7 @@ impl State {
             .map_err(os_error)?;
         if self.source.is_none() || self.stride < stride {
             let near = found.api.default_eval as usize;
-            let source = source_for(req.strategy, template, stride, req.max_code_memory, near)
+            let source = source_for(req.strategy, code, stride, req.max_code_memory, near)
                 .map_err(runtime_err)?;
             // Code objects keep pointing into the old source: it must never be unmapped.
             std::mem::forget(self.source.replace(source));
@@ -318,9 +330,7 @@ impl State {
         if let Some(source) = self.source.as_mut() {
             source.after_fork();
         }
-        let Some(template) = self.template.as_ref() else {
-            return Messages::default();
-        };
+        let template = self.template.as_ref();
         if self.registry.is_empty() {
             return Messages::default();
         }

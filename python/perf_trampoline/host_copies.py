@@ -50,6 +50,22 @@ def backend_on(foreign):
     return ",".join(k for k in ("perf", "perf_jit") if k in kinds) or None
 
 
+def through_roots(executables):
+    """{(pid, path): the same file through /proc/<pid>/root} for the (pid, path) files mapped
+    by processes in another mount namespace that are still running: perf, kept out of their
+    namespaces (namespaces.keep_perf_in_our_mounts), opens them there."""
+    moved, other = {}, {}
+    for pid, path in executables:
+        if pid not in other:
+            found = namespaces.foreign(pid)
+            other[pid] = found is not None and found.other_mounts
+        if other[pid]:
+            inside = namespaces.find_file(pid, path)
+            if inside is not None:
+                moved[(pid, path)] = "/proc/%d/root%s" % (pid, inside)
+    return moved
+
+
 class HostCopies:
     """The copies one command makes for the processes it was shown (``watch``): made at
     ``copy``, each replacing any earlier one atomically, and taken away by ``remove``."""
@@ -70,7 +86,7 @@ class HostCopies:
     def foreign(self):
         return [f for f in self.seen.values() if f is not None]
 
-    def copy(self, via):
+    def copy(self, via=None):
         """Copies the perf map and jitdump of every foreign process seen, reading each through
         its own root, or through ``via``'s (the process recorded) once it has exited; returns
         [(Foreign, kind, path)] of the copies made."""
@@ -79,7 +95,7 @@ class HostCopies:
             for kind in ("perf map", "jitdump"):
                 inside = str(_native.output_path(kind, f.own_pid, _native.PERF_MAP_DIR))
                 data = None
-                for reader in dict.fromkeys((f.pid, via)):
+                for reader in dict.fromkeys(p for p in (f.pid, via) if p is not None):
                     try:
                         data = namespaces.read_file(reader, inside)
                         break

@@ -91,6 +91,32 @@ def open_dir(pid, path):
         raise
 
 
+def find_file(pid, path):
+    """The path of the regular file ``path`` names as process ``pid`` sees it, reached with
+    no link on the way, or None. perf writes the mappings of a process that ran before it
+    started as /proc/PID/maps shows them to perf, where a file perf's root cannot reach is
+    named from the top of the process's mount namespace, the container's directory in it
+    included: then the longest tail of ``path`` that is such a file there is taken."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        return None
+    for start in range(len(parts)):
+        tail = "/" + "/".join(parts[start:])
+        try:
+            directory = open_dir(pid, "/" + "/".join(parts[start:-1]))
+        except (OSError, UnsafePath):
+            continue
+        try:
+            st = os.stat(parts[-1], dir_fd=directory, follow_symlinks=False)
+        except OSError:
+            continue
+        finally:
+            os.close(directory)
+        if stat.S_ISREG(st.st_mode):
+            return tail
+    return None
+
+
 def read_file(pid, path):
     """The bytes of the regular file ``path`` as process ``pid`` sees it (never through a
     link, never a FIFO or device); UnsafePath or OSError when it cannot be."""
@@ -109,3 +135,19 @@ def read_file(pid, path):
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise UnsafePath("%s in process %d's root is not a regular file" % (path, pid))
         return f.read()
+
+
+_PR_CAPBSET_DROP = 24
+_CAP_SYS_CHROOT = 18
+
+
+def keep_perf_in_our_mounts():
+    """For ``preexec_fn`` of perf inject and perf script: perf enters the mount namespace of a
+    live process of the recording to open the files it names (jitdumps, jitted images), where
+    the host copies we make (host_copies.py) and our jitted images are not. setns() into a
+    mount namespace needs CAP_SYS_CHROOT: without it in the bounding set, the perf that root
+    execs here fails that step, and opens everything in our own file system instead."""
+    import ctypes
+
+    # Not root: PR_CAPBSET_DROP fails, and perf could not enter another namespace anyway.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_CAPBSET_DROP, _CAP_SYS_CHROOT, 0, 0, 0)

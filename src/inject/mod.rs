@@ -60,10 +60,12 @@ struct Loaded {
 }
 
 /// Filters the jitdumps of the recording at `perf_data` into `dir` (which must exist and be
-/// ours alone), with a copy of the recording naming them. `tick` gets the samples read.
+/// ours alone), with a copy of the recording naming them, and each other file process `pid`
+/// maps at `path` by `moved[(pid, path)]` where that is given. `tick` gets the samples read.
 pub fn prepare<E>(
     perf_data: &Path,
     dir: &Path,
+    moved: &HashMap<(u32, PathBuf), PathBuf>,
     tick: impl FnMut(u64) -> Result<(), E>,
 ) -> Result<Prepared, Error<E>> {
     let mut notes = Vec::new();
@@ -157,8 +159,19 @@ pub fn prepare<E>(
         .into_iter()
         .map(|((pid, path), n)| ((pid, path.as_os_str().as_bytes().to_vec()), n))
         .collect();
+    let moved: HashMap<(u32, Vec<u8>), Vec<u8>> = moved
+        .iter()
+        .map(|((pid, from), to)| {
+            let bytes = |p: &PathBuf| p.as_os_str().as_bytes().to_vec();
+            ((*pid, bytes(from)), bytes(to))
+        })
+        .collect();
     rewrite::rename_mappings(perf_data, &copy, |pid, name| {
-        renames.get(&(pid, name.to_vec())).map(|&n| copies[n].clone())
+        let key = (pid, name.to_vec());
+        match renames.get(&key) {
+            Some(&n) => Some(copies[n].clone()),
+            None => moved.get(&key).cloned(),
+        }
     })
     .map_err(Error::Read)?;
     Ok(Prepared {

@@ -130,7 +130,7 @@ def _chained_samples(py, data):
     samples = [block for block in out.stdout.decode(errors="replace").split("\n\n") if block.strip()]
     chained = 0
     for block in samples:
-        names = [line.split()[1].split(":")[0][4:] for line in block.splitlines()
+        names = [line.split()[1][4:].split(":")[0] for line in block.splitlines()
                  if len(line.split()) > 1 and line.split()[1].startswith("py::")]
         chained += tuple(reversed(names))[-3:] == CHAIN
     return chained / len(samples)
@@ -182,6 +182,6 @@ def test_fix_maps_on_a_process_of_our_own_namespaces_and_a_missing_one(py, work)
     gone = subprocess.Popen(["true"])
     gone.wait()
     status, _, err = cli(py, ["fix-maps", str(gone.pid)], work)
-    assert status == 1 and err.strip() == "perf-trampoline: no process %d (check the pid: `ps -e` lists them)" \
+    assert status == 2 and err.strip() == "perf-trampoline: no process %d (check the pid: `ps -e` lists them)" \
         % gone.pid, err
 

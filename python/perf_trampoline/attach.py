@@ -10,7 +10,7 @@ import os
 import stat
 import time
 
-from . import handoff, remote, standby
+from . import handoff, host_copies, namespaces, remote, standby
 from .target import Refusal, alive, inspect, same_file
 
 # Said wherever an attach's profile is shown (the README explains it).
@@ -148,6 +148,17 @@ def reachability(pid):
         target = inspect(pid)
         lines.append(("ok", "process %d runs CPython %s (%s), and this user may trace it"
                       % (pid, target.version_text, target.exe)))
+        contained = namespaces.foreign(pid)
+        if contained is not None:
+            lines.append(("note", "process %d runs in another %s (its own pid %d): record -p copies its perf map and "
+                          "jitdump to /tmp under pid %d for the processing and removes them after (--keep keeps "
+                          "them); for your own perf record: %s"
+                          % (pid, "mount namespace" if contained.other_mounts else "pid namespace",
+                             contained.own_pid, pid, "perf-trampoline fix-maps %d" % pid)))
+            backend = host_copies.backend_on(contained) if contained.other_mounts else None
+            if backend:
+                return lines + [("ok", "support is on in it already (backend %s): record -p records it as it is"
+                                 % backend)]
         fifo = _standby_fifo(target)
         if fifo is not None:
             os.close(fifo)

@@ -63,7 +63,8 @@ def check(target):
     if refusal:
         raise Refusal(refusal)
     if not same_file("/proc/%d/root" % target.pid, "/"):
-        raise Refusal("process %d runs in another root (a container or chroot): run perf-trampoline inside it"
+        raise Refusal("process %d runs in another root (a container or chroot): run perf-trampoline inside it, "
+                      "or start the program with PERF_TRAMPOLINE=perf (or perf_jit) and record -p it from here"
                       % target.pid)
 
 

@@ -101,6 +101,9 @@ def test_fix_maps_then_perf_script_names_the_frames(py, work, contained):
     data = str(work / "perf.data")
     out = py.perf(["record", "-q", "-g", "-F", "999", "-o", data, "-p", str(target.pid), "--", "sleep", "2"])
     assert out.returncode == 0, out.stderr
+    status, out, _ = cli(py, ["doctor", "--pid", str(target.pid)], work)
+    assert "process %d runs in another mount namespace (its own pid 1): record -p copies" % target.pid in out, out
+    assert "support is on in it already (backend perf)" in out, out
     status, _, err = cli(py, ["fix-maps", str(target.pid)], work)
     assert status == 0, err
     copy = "/tmp/perf-%d.map" % target.pid

@@ -4,14 +4,17 @@ with the user's own perf record + fix-maps, on real perf and sid's interpreters;
 read through the container's root never through a link it planted, and nothing left behind."""
 
 import os
+import re
 import shutil
+import signal
 import stat
 import subprocess
+import time
 
 import pytest
 from conftest import INTERPRETERS
 from test_attach import CHAIN, TARGET, chain_share
-from test_cli import clean_env, cli
+from test_cli import clean_env, cli, cli_argv
 
 from perf_trampoline import host_copies, namespaces
 
@@ -92,6 +95,44 @@ def test_record_pid_of_a_python_in_a_container(py, backend, mode, work, containe
     assert not [n for n in os.listdir(work) if n.endswith(".perf.data")]
     assert target.tmp() == inside, "the container's /tmp changed"
     assert target.proc.poll() is None
+
+
+# At SIGUSR1 (sent once perf records) runs TARGET in a child process for a little while, then
+# waits: the recording sees the child's samples, and the child has exited before it ends.
+PARENT = r'''
+import os, signal, subprocess, sys, time
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+print(os.getpid(), flush=True)
+signal.sigwait([signal.SIGUSR1])
+subprocess.run([sys.executable, "-c", sys.argv[1], "1.5", "1"], stdout=subprocess.DEVNULL)
+time.sleep(30)
+'''
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.15")])
+def test_record_pid_sees_a_child_that_exits_before_the_end(py, work, contained):
+    target = contained(py.wrap + py.python + ["-c", PARENT, TARGET], {"PERF_TRAMPOLINE": "perf"})
+    rec = subprocess.Popen(cli_argv(py, ["record", "-p", str(target.pid), "--duration", "3", "-o",
+                                         str(work / "x.svg")]), cwd=work, env=clean_env(), stderr=subprocess.PIPE,
+                           stdout=subprocess.DEVNULL)
+    lines = []
+    for line in rec.stderr:
+        lines.append(line.decode())
+        if "recording: perf record" in lines[-1]:
+            time.sleep(1.0)  # perf's start-up
+            os.kill(target.pid, signal.SIGUSR1)
+            break
+    err = "".join(lines) + rec.stderr.read().decode()
+    assert rec.wait() == 0, err
+    own = re.findall(r"process (\d+) runs in another namespace \(its own pid (\d+)\): its perf map", err)
+    assert len(own) == 2 and {p for _, p in own} >= {"1"}, err
+    assert os.path.exists(work / "x.folded"), err
+    share = chain_share(work / "x.folded")
+    assert share >= 0.9, (share, (work / "x.folded").read_text())
+    for pid, _ in own:
+        assert host_files(int(pid)) == [], "copies left in the host's /tmp"
+    assert sorted(target.tmp()) == ["perf-1.map", "perf-%s.map" % max(p for _, p in own)]
 
 
 @needs_unshare

@@ -45,7 +45,10 @@ pub fn dumps(path: &Path) -> Result<Vec<DumpRef>, String> {
                 path: name,
                 pid,
                 // perf's synthesized records of a system-wide run may carry no process.
-                mapped_by: u32::try_from(mapped_by).ok().filter(|&p| p > 0).unwrap_or(pid),
+                mapped_by: u32::try_from(mapped_by)
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .unwrap_or(pid),
             };
             if !found.contains(&dump) {
                 found.push(dump);

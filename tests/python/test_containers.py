@@ -13,10 +13,9 @@ import time
 
 import pytest
 from conftest import INTERPRETERS
+from perf_trampoline import host_copies, namespaces
 from test_attach import CHAIN, TARGET, chain_share
 from test_cli import clean_env, cli, cli_argv
-
-from perf_trampoline import host_copies, namespaces
 
 # A private /tmp for the namespace, then the command: the sid root's /tmp is the host's, so
 # in-root.sh finds it differs from the namespace's own and mounts that one in the root instead.

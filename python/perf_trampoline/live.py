@@ -33,12 +33,13 @@ def _perf_record(perf, options, data, pid, duration, copies):
     with on_signals(stop):
         while proc.poll() is None:
             copies.watch(pid)
-            if deadline is not None and time.monotonic() >= deadline:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 proc.send_signal(signal.SIGINT)  # perf writes what it has and exits
                 proc.wait()
                 break
             try:
-                proc.wait(timeout=WATCH_EVERY if deadline is None else max(0, min(WATCH_EVERY, deadline - time.monotonic())))
+                proc.wait(timeout=WATCH_EVERY if left is None else min(WATCH_EVERY, left))
             except subprocess.TimeoutExpired:
                 pass
     return caught[0] if caught else None
@@ -81,6 +82,7 @@ def record_pid(args, prog):
     session = Session(perf, args.output)
     data = os.path.join(session.work, "perf.data")
     copies = host_copies.HostCopies()
+    kept = args.keep  # the copies too: the kept recording needs them
     try:
         options = mode.record_options(args.freq, args.stack_size)
         say("recording: perf record %s -p %d%s" % (" ".join(options), pid,
@@ -95,12 +97,12 @@ def record_pid(args, prog):
             raise machine.cannot_record("%s doctor --pid %d" % (prog, pid))
         if stopped_by:
             say("recording stopped by %s" % signal.Signals(stopped_by).name)
-        status, _ = process(session, data, mode, args, "python process %d (attached)" % pid, prog,
-                            attach.RUNNING_FRAMES_NOTE)
+        status, kept = process(session, data, mode, args, "python process %d (attached)" % pid, prog,
+                               attach.RUNNING_FRAMES_NOTE)
         # The process's perf map / jitdump stay: it is alive, and perf report needs them.
         return status or 0
     finally:
-        if not args.keep:
+        if not kept:
             copies.remove()
         session.close()
 

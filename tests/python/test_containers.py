@@ -9,11 +9,12 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 
 import pytest
 from conftest import INTERPRETERS
-from perf_trampoline import host_copies, namespaces
+from perf_trampoline import handoff, host_copies, namespaces
 from test_attach import CHAIN, TARGET, chain_share
 from test_cli import clean_env, cli, cli_argv
 
@@ -94,6 +95,59 @@ def test_record_pid_of_a_python_in_a_container(py, backend, mode, work, containe
     assert not [n for n in os.listdir(work) if n.endswith(".perf.data")]
     assert target.tmp() == inside, "the container's /tmp changed"
     assert target.proc.poll() is None
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.14")])
+def test_record_pid_attaches_across_the_namespace_with_nothing_installed_inside(py, work, contained):
+    plain = "python%d.%d" % py.version  # not the venv's: our package is not on its path
+    target = contained(py.wrap + [plain, "-c", TARGET, "12", "1"])
+    assert target.tmp() == {}
+    status, out, err = cli(py, ["record", "-p", str(target.pid), "--duration", "3", "-o", str(work / "x.svg")], work)
+    assert status == 0, err
+    assert "support is on in process %d" % target.pid in err and "support is off again" in err, err
+    share = chain_share(work / "x.folded")
+    assert share >= 0.9, (share, (work / "x.folded").read_text())
+    # What the attach leaves in the container: the perf map support wrote there, nothing else
+    # (the hand-over directory and our package copied into it are gone).
+    assert sorted(target.tmp()) == ["perf-1.map"]
+    assert host_files(target.pid) == []
+    assert target.proc.poll() is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root")
+def test_the_hand_over_directory_is_never_made_through_a_link(work):
+    # A process whose root has /tmp as a link to /etc: from here the kernel would resolve it
+    # against our root, so a path through /proc/PID/root/tmp would land in our /etc.
+    root = work / "root"
+    root.mkdir()
+    (root / "tmp").symlink_to("/etc")
+    jailed = subprocess.Popen([sys.executable, "-c", "import os, sys, time; os.chroot(sys.argv[1]); "
+                               "print('ready', flush=True); time.sleep(60)", str(root)], stdout=subprocess.PIPE)
+    try:
+        assert jailed.stdout.readline().strip() == b"ready"
+        before = sorted(os.listdir("/etc"))
+        with pytest.raises(namespaces.UnsafePath, match="tmp is a link or not a directory"):
+            handoff.private_place_in(jailed.pid)
+        assert sorted(os.listdir("/etc")) == before
+        (root / "tmp").unlink()
+        (root / "tmp").mkdir(mode=0o1777)
+        place = handoff.private_place_in(jailed.pid)
+        try:
+            made = os.listdir(root / "tmp")
+            assert place.seen == "/tmp/" + made[0] and len(made) == 1
+            st = os.lstat(root / "tmp" / made[0])
+            assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+            # Swapped for a link after it was made: our path still reaches the directory itself.
+            os.rename(root / "tmp" / made[0], root / "tmp" / "moved")
+            os.symlink("/etc", root / "tmp" / made[0])
+            handoff.create(place.path, "request", b"")
+            assert os.path.exists(root / "tmp" / "moved" / "request") and not os.path.exists("/etc/request")
+        finally:
+            place.remove()
+    finally:
+        jailed.kill()
+        jailed.wait()
 
 
 # At SIGUSR1 (sent once perf records) runs TARGET in a child process for a little while, then

@@ -52,8 +52,9 @@ def backend_on(foreign):
 
 def through_roots(executables):
     """{(pid, path): the same file through /proc/<pid>/root} for the (pid, path) files mapped
-    by processes in another mount namespace that are still running: perf, kept out of their
-    namespaces (namespaces.keep_perf_in_our_mounts), opens them there."""
+    by processes in another mount namespace that are still running, under the path given and
+    the one the process names it by: perf (kept out of their namespaces by
+    namespaces.keep_perf_in_our_mounts) and our unwinder open them there."""
     moved, other = {}, {}
     for pid, path in executables:
         if pid not in other:
@@ -62,8 +63,24 @@ def through_roots(executables):
         if other[pid]:
             inside = namespaces.find_file(pid, path)
             if inside is not None:
-                moved[(pid, path)] = "/proc/%d/root%s" % (pid, inside)
+                moved[(pid, path)] = moved[(pid, inside)] = "/proc/%d/root%s" % (pid, inside)
     return moved
+
+
+def mapped_executables(pids):
+    """{(pid, path)} of the files the processes ``pids`` have mapped executable, as
+    /proc/PID/maps names them here (as perf names those mapped before it started)."""
+    found = set()
+    for pid in pids:
+        try:
+            with open("/proc/%d/maps" % pid) as f:
+                for line in f:
+                    fields = line.split(None, 5)
+                    if len(fields) == 6 and "x" in fields[1] and fields[5].startswith("/"):
+                        found.add((pid, fields[5].rstrip("\n")))
+        except OSError:
+            continue
+    return found
 
 
 class HostCopies:

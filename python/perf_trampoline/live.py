@@ -93,6 +93,7 @@ def record_pid(args, prog):
             if not answer.get("already"):
                 _detach(pid, args.timeout)
         _say_copies(copies.copy(pid), copies.notes, args.keep)
+        session.moved = host_copies.through_roots(host_copies.mapped_executables(f.pid for f in copies.foreign))
         if not os.path.exists(data) or os.path.getsize(data) == 0:
             raise machine.cannot_record("%s doctor --pid %d" % (prog, pid))
         if stopped_by:

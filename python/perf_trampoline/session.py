@@ -36,6 +36,8 @@ class Session:
         self.pids = set()   # every process of the recording
         self.dumps = set()  # their jitdumps (the jit markers in the recording)
         self.executables = set()  # (pid, path) of each file mapped executable
+        # {(pid, path): where to read it}: the executables of processes in containers.
+        self.moved = {}
         self.injected = False
         self.jitted = None  # the jitted code of our injection
         self.keep_jitted = False
@@ -70,7 +72,8 @@ class Session:
         self.jitted = injection.new_jitted_dir(os.path.basename(self.stem))
         self.keep_jitted = keep_jitted
         out = os.path.join(self.work, "perf.jit.data")
-        injection.inject(self.perf, data, out, self.jitted, host_copies.through_roots(self.executables))
+        injection.inject(self.perf, data, out, self.jitted,
+                         {**self.moved, **host_copies.through_roots(self.executables)})
         return out
 
     def read(self, data, native):
@@ -103,7 +106,8 @@ class Session:
         """Folds the samples of ``data`` (perf map, ``--call-graph dwarf``) through our unwinder."""
         progress = Progress("unwinding")
         try:
-            profile, result = unwound.read(data, native, lambda n, nbytes: progress.tick("%d samples, %s" % (n, size(nbytes))))
+            profile, result = unwound.read(data, native, lambda n, nbytes: progress.tick("%d samples, %s" % (n, size(nbytes))),
+                                           self.moved)
         except ValueError as e:
             raise Failure(str(e)) from None
         self.pids.update(result["pids"])

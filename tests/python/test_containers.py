@@ -71,16 +71,25 @@ def python_target(py, backend, seconds):
     return (py.wrap + py.python + ["-c", TARGET, str(seconds), "1"], {"PERF_TRAMPOLINE": backend})
 
 
-def host_files(pid):
-    """Files of ours for host pid ``pid`` in the host's /tmp, and any copy half made."""
-    return sorted(n for n in os.listdir("/tmp") if n in ("perf-%d.map" % pid, "jit-%d.dump" % pid)
-                  or n.startswith(".perf-trampoline-copy-"))
+def host_files(pid, since):
+    """Files for host pid ``pid`` in the host's /tmp, and copies half made, written after
+    ``since`` (a time.time(): /tmp keeps what earlier processes with that pid left)."""
+    found = []
+    for name in os.listdir("/tmp"):
+        if name in ("perf-%d.map" % pid, "jit-%d.dump" % pid) or name.startswith(".perf-trampoline-copy-"):
+            try:
+                if os.lstat(os.path.join("/tmp", name)).st_mtime >= since - 1:
+                    found.append(name)
+            except FileNotFoundError:
+                pass
+    return sorted(found)
 
 
 @needs_unshare
 @pytest.mark.parametrize("py, backend, mode", [interpreter("sid-3.15", "perf", "unwind"),
                                                interpreter("sid-3.14", "perf_jit", "dwarf")])
 def test_record_pid_of_a_python_in_a_container(py, backend, mode, work, contained):
+    since = time.time()
     target = contained(*python_target(py, backend, 12))
     assert target.first_line == "1" and target.pid != 1  # its own pid, not the host's
     inside = target.tmp()
@@ -91,7 +100,7 @@ def test_record_pid_of_a_python_in_a_container(py, backend, mode, work, containe
     assert "process %d runs in another namespace (its own pid 1)" % target.pid in err, err
     share = chain_share(work / "x.folded")
     assert share >= 0.9, (share, (work / "x.folded").read_text())
-    assert host_files(target.pid) == [], "copies left in the host's /tmp"
+    assert host_files(target.pid, since) == [], "copies left in the host's /tmp"
     assert not [n for n in os.listdir(work) if n.endswith(".perf.data")]
     assert target.tmp() == inside, "the container's /tmp changed"
     assert target.proc.poll() is None
@@ -101,6 +110,7 @@ def test_record_pid_of_a_python_in_a_container(py, backend, mode, work, containe
 @pytest.mark.parametrize("py", [interpreter("sid-3.14")])
 def test_record_pid_attaches_across_the_namespace_with_nothing_installed_inside(py, work, contained):
     plain = "python%d.%d" % py.version  # not the venv's: our package is not on its path
+    since = time.time()
     target = contained(py.wrap + [plain, "-c", TARGET, "12", "1"])
     assert target.tmp() == {}
     status, out, err = cli(py, ["record", "-p", str(target.pid), "--duration", "3", "-o", str(work / "x.svg")], work)
@@ -111,7 +121,7 @@ def test_record_pid_attaches_across_the_namespace_with_nothing_installed_inside(
     # What the attach leaves in the container: the perf map support wrote there, nothing else
     # (the hand-over directory and our package copied into it are gone).
     assert sorted(target.tmp()) == ["perf-1.map"]
-    assert host_files(target.pid) == []
+    assert host_files(target.pid, since) == []
     assert target.proc.poll() is None
 
 
@@ -165,6 +175,7 @@ time.sleep(30)
 @needs_unshare
 @pytest.mark.parametrize("py", [interpreter("sid-3.15")])
 def test_record_pid_sees_a_child_that_exits_before_the_end(py, work, contained):
+    since = time.time()
     target = contained(py.wrap + py.python + ["-c", PARENT, TARGET], {"PERF_TRAMPOLINE": "perf"})
     rec = subprocess.Popen(cli_argv(py, ["record", "-p", str(target.pid), "--duration", "3", "-o",
                                          str(work / "x.svg")]), cwd=work, env=clean_env(), stderr=subprocess.PIPE,
@@ -184,7 +195,7 @@ def test_record_pid_sees_a_child_that_exits_before_the_end(py, work, contained):
     share = chain_share(work / "x.folded")
     assert share >= 0.9, (share, (work / "x.folded").read_text())
     for pid, _ in own:
-        assert host_files(int(pid)) == [], "copies left in the host's /tmp"
+        assert host_files(int(pid), since) == [], "copies left in the host's /tmp"
     assert sorted(target.tmp()) == ["perf-1.map", "perf-%s.map" % max(p for _, p in own)]
 
 

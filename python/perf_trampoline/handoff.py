@@ -4,7 +4,6 @@ directory (ours, 0700, never a link) and files created exclusively in it (0600, 
 
 import os
 import secrets
-import shutil
 import stat
 import tempfile
 
@@ -54,7 +53,7 @@ def private_place_in(pid, owners=None):
 
     def remove_it():
         try:
-            shutil.rmtree(name, dir_fd=parent)  # descriptor-based: never follows a link
+            _remove_at(parent, name)
         except OSError:
             pass
         os.close(fd)
@@ -64,6 +63,22 @@ def private_place_in(pid, owners=None):
     place = Place("/proc/self/fd/%d/." % fd, "/tmp/" + name, remove_it)
     check_dir(place.path, owners)
     return place
+
+
+def _remove_at(parent, name):
+    """Removes directory ``name`` in the directory open at ``parent`` and what is in it, by
+    descriptors (shutil.rmtree takes one from 3.11 only): a link in there is removed, never
+    followed, and so is one swapped in for ``name`` itself (O_NOFOLLOW refuses it)."""
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        for entry in os.listdir(fd):
+            if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                _remove_at(fd, entry)
+            else:
+                os.unlink(entry, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
 
 
 def _owners(owners):

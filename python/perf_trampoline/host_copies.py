@@ -121,8 +121,13 @@ class HostCopies:
                     except (OSError, namespaces.UnsafePath) as e:
                         self.notes.append("process %d's %s not copied: %s" % (f.pid, inside, e))
                         break
-                if data is not None:
-                    made.append((f, kind, self._write(_native.output_path(kind, f.pid, _native.PERF_MAP_DIR), data)))
+                if data is None:
+                    continue
+                dest = _native.output_path(kind, f.pid, _native.PERF_MAP_DIR)
+                try:
+                    made.append((f, kind, self._write(dest, data)))
+                except OSError as e:
+                    self.notes.append("process %d's %s not copied to %s: %s" % (f.pid, inside, dest, e.strerror or e))
         return made
 
     def _write(self, dest, data):

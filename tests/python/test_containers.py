@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from conftest import INTERPRETERS
+from conftest import INTERPRETERS, ROOT
 from perf_trampoline import handoff, host_copies, namespaces
 from test_attach import CHAIN, TARGET, chain_share
 from test_cli import clean_env, cli, cli_argv
@@ -110,9 +110,13 @@ def test_record_pid_of_a_python_in_a_container(py, backend, mode, work, containe
 @pytest.mark.parametrize("py", [interpreter("sid-3.14")])
 def test_record_pid_attaches_across_the_namespace_with_nothing_installed_inside(py, work, contained):
     plain = "python%d.%d" % py.version  # not the venv's: our package is not on its path
+    # The test root shows the checkout inside: hidden, the container cannot see our
+    # installation, as a real one cannot, and the attach copies our package in.
+    hide = "mount -t tmpfs tmpfs %s && exec \"$@\"" % (ROOT / "target")
     since = time.time()
-    target = contained(py.wrap + [plain, "-c", TARGET, "12", "1"])
+    target = contained(py.wrap + ["sh", "-c", hide, "sh", plain, "-c", TARGET, "12", "1"])
     assert target.tmp() == {}
+    assert not os.path.exists("/proc/%d/root%s" % (target.pid, py.python[0]))
     status, out, err = cli(py, ["record", "-p", str(target.pid), "--duration", "3", "-o", str(work / "x.svg")], work)
     assert status == 0, err
     assert "support is on in process %d" % target.pid in err and "support is off again" in err, err

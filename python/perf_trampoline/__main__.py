@@ -13,8 +13,8 @@ import sys
 import types
 
 USAGE = ("usage: python -m perf_trampoline [--backend BACKEND] [--no-children] (script.py | -m module) [args ...]\n"
-         "       python -m perf_trampoline (record | report | inject | doctor | clean | attach | detach) ...   (see perf-trampoline --help)")
-COMMANDS = ("record", "report", "inject", "doctor", "clean", "attach", "detach")
+         "       python -m perf_trampoline (record | report | inject | doctor | clean | attach | detach | fix-maps) ...   (see perf-trampoline --help)")
+COMMANDS = ("record", "report", "inject", "doctor", "clean", "attach", "detach", "fix-maps")
 
 
 def _parse(argv):

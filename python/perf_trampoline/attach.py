@@ -10,8 +10,8 @@ import os
 import stat
 import time
 
-from . import handoff, remote, standby
-from .target import Refusal, alive, inspect, same_file
+from . import handoff, host_copies, namespaces, remote, standby
+from .target import Refusal, alive, inspect
 
 # Said wherever an attach's profile is shown (the README explains it).
 RUNNING_FRAMES_NOTE = ("frames already running when support came on have no trampoline: "
@@ -93,27 +93,34 @@ def _request_through(target, fifo, op, backend, timeout):
     """``_request`` with ``fifo``, the standby FIFO's write end, or None for remote_exec."""
     if fifo is None:
         remote.check(target)
-    # Standby reaches into another root too: the directory is made where the target sees /tmp.
-    base = "/proc/%d/root/tmp" % target.pid if fifo is not None else "/tmp"
-    directory = handoff.private_dir(base, owners={target.uid})
+    # Standby reaches into another root too, and so does remote_exec into a container: the
+    # directory is made where the target sees /tmp, inside its root.
+    try:
+        if fifo is not None or namespaces.other_mounts(target.pid):
+            place = handoff.private_place_in(target.pid, {target.uid})
+        else:
+            place = handoff.private_place({target.uid})
+    except (OSError, namespaces.UnsafePath, handoff.UnsafeHandoff) as e:
+        raise Refusal("cannot make the hand-over directory in process %d's /tmp (%s): nothing was changed"
+                      % (target.pid, e)) from None
     keep = False
     try:
         owner = target.file_owner
         if owner is not None and owner != os.geteuid():
-            os.chown(directory, owner, -1)
-        handoff.create(directory, "request", b"", owner, {target.uid})
-        args = {"op": op, "backend": backend, "dir": "/tmp/" + os.path.basename(directory) if fifo is not None else directory}
+            os.chown(place.path, owner, -1)
+        handoff.create(place.path, "request", b"", owner, {target.uid})
+        args = {"op": op, "backend": backend, "dir": place.seen}
         if fifo is not None:
             _via_standby(fifo, args)
         else:
-            remote.send(target, args, directory)
-        return _wait(target, directory, timeout, fifo is not None)
+            remote.send(target, args, place.path)
+        return _wait(target, place.path, timeout, fifo is not None)
     except _Unanswered:
         keep = True
         raise
     finally:
         if not keep:
-            handoff.remove(directory)
+            place.remove()
 
 
 def _change(pid, op, backend, timeout):
@@ -148,6 +155,17 @@ def reachability(pid):
         target = inspect(pid)
         lines.append(("ok", "process %d runs CPython %s (%s), and this user may trace it"
                       % (pid, target.version_text, target.exe)))
+        contained = namespaces.foreign(pid)
+        if contained is not None:
+            lines.append(("note", "process %d runs in another %s (its own pid %d): record -p copies its perf map and "
+                          "jitdump to /tmp under pid %d for the processing and removes them after (--keep keeps "
+                          "them); for your own perf record: %s"
+                          % (pid, "mount namespace" if contained.other_mounts else "pid namespace",
+                             contained.own_pid, pid, "perf-trampoline fix-maps %d" % pid)))
+            backend = host_copies.backend_on(contained) if contained.other_mounts else None
+            if backend:
+                return lines + [("ok", "support is on in it already (backend %s): record -p records it as it is"
+                                 % backend)]
         fifo = _standby_fifo(target)
         if fifo is not None:
             os.close(fifo)
@@ -161,10 +179,10 @@ def reachability(pid):
         return lines + [("FAIL", str(e))]
     lines.append(("ok", "sys.remote_exec can reach it: the request runs when its main thread next runs Python code "
                   "(a main thread blocked in a long system call answers only when it returns)"))
-    site = remote.our_site()
-    if not same_file("/proc/%d/root%s" % (pid, site), site):
-        lines.append(("FAIL", "process %d does not see our installation %s (another mount namespace): install "
-                      "perf_trampoline in its environment, or run perf-trampoline in its namespace" % (pid, site)))
+    if not remote.sees_our_site(target):
+        lines.append(("note", "process %d does not see our installation (another mount namespace): attach copies "
+                      "our package into a private directory in its /tmp for the hand-over, and removes it after"
+                      % pid))
     return lines
 
 

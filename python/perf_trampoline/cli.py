@@ -1,5 +1,5 @@
 """The perf-trampoline command line: its options, and which command module runs each action
-(``record``, ``report``, ``inject``, ``doctor``, ``clean``, ``attach``, ``detach``)."""
+(``record``, ``report``, ``inject``, ``doctor``, ``clean``, ``attach``, ``detach``, ``fix-maps``)."""
 
 import argparse
 import os
@@ -9,6 +9,7 @@ from . import attach, modes
 from .clean import clean
 from .console import Failure, say
 from .doctor import doctor
+from .fix_maps import fix_maps
 from .inject import inject
 from .live import record_pid
 from .record import record
@@ -18,7 +19,7 @@ from .report import report
 def _parser(prog):
     parser = argparse.ArgumentParser(
         prog=prog, description="Python functions in perf profiles: record a program into a flame graph.")
-    sub = parser.add_subparsers(dest="action", metavar="{record,report,inject,doctor,clean,attach,detach}")
+    sub = parser.add_subparsers(dest="action", metavar="{record,report,inject,doctor,clean,attach,detach,fix-maps}")
     sub.required = True
 
     def outputs(p):
@@ -83,6 +84,11 @@ def _parser(prog):
         p = sub.add_parser(verb, help=text)
         p.add_argument("pid", type=int, help="the process")
         attach.add_arguments(p, backend=verb == "attach")
+
+    fix = sub.add_parser("fix-maps", help="copy the perf maps and jitdumps of processes in containers to where "
+                         "perf on the host looks (for your own perf record / perf report)")
+    fix.add_argument("pids", type=int, nargs="+", metavar="PID", help="the processes, as the host numbers them "
+                     "(their child processes too)")
     return parser
 
 
@@ -110,6 +116,7 @@ def _prog():
 
 
 ACTIONS = {"record": record, "report": report, "inject": inject, "doctor": doctor, "clean": clean,
+           "fix-maps": fix_maps,
            "attach": lambda args, prog: attach.main_attach(args, say),
            "detach": lambda args, prog: attach.main_detach(args, say)}
 

@@ -3,7 +3,10 @@ directory (ours, 0700, never a link) and files created exclusively in it (0600, 
 ``O_NOFOLLOW``), each checked again just before it is used."""
 
 import os
+import secrets
 import stat
+
+from . import namespaces
 
 
 class UnsafeHandoff(Exception):
@@ -19,6 +22,64 @@ def private_dir(base, owners=None):
     path = tempfile.mkdtemp(prefix="perf-trampoline-attach-", dir=base)  # 0700, O_EXCL-like
     check_dir(path, owners)
     return path
+
+
+class Place:
+    """A private directory handed to a process: ``path`` for our own file operations, ``seen``
+    as the process names it, ``remove()`` to take it away with what is in it."""
+
+    def __init__(self, path, seen, remove):
+        self.path, self.seen, self.remove = path, seen, remove
+
+
+def private_place(owners=None):
+    """A ``private_dir`` in our /tmp, for a process that sees our /tmp."""
+    path = private_dir("/tmp", owners)
+    return Place(path, path, lambda: remove(path))
+
+
+def private_place_in(pid, owners=None):
+    """A new private directory (0700) in the /tmp of process ``pid`` (a container's), made
+    inside its root without following any link on the way (namespaces.open_dir). ``path``
+    goes through a descriptor of the directory itself, so a link the process swaps in for it
+    later is never followed either."""
+    parent = namespaces.open_dir(pid, "/tmp")
+    name = "perf-trampoline-attach-" + secrets.token_hex(8)
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent)  # mkdirat: never through a link
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except BaseException:
+        os.close(parent)
+        raise
+
+    def remove_it():
+        try:
+            _remove_at(parent, name)
+        except OSError:
+            pass
+        os.close(fd)
+        os.close(parent)
+
+    os.fchmod(fd, 0o700)  # whatever the umask
+    place = Place("/proc/self/fd/%d/." % fd, "/tmp/" + name, remove_it)
+    check_dir(place.path, owners)
+    return place
+
+
+def _remove_at(parent, name):
+    """Removes directory ``name`` in the directory open at ``parent`` and what is in it, by
+    descriptors (shutil.rmtree takes one from 3.11 only): a link in there is removed, never
+    followed, and so is one swapped in for ``name`` itself (O_NOFOLLOW refuses it)."""
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        for entry in os.listdir(fd):
+            if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                _remove_at(fd, entry)
+            else:
+                os.unlink(entry, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
 
 
 def _owners(owners):

@@ -7,7 +7,7 @@ import re
 import shutil
 import tempfile
 
-from . import _native
+from . import _native, namespaces
 from .console import Failure, Progress, say
 from .machine import run_perf
 
@@ -23,13 +23,14 @@ def new_jitted_dir(label):
     return tempfile.mkdtemp(prefix=os.path.basename(JITTED_PREFIX) + label + "-", dir=os.path.dirname(JITTED_PREFIX))
 
 
-def inject(perf, data, out, directory):
+def inject(perf, data, out, directory, moved=None):
     """Injects the recording ``data`` into ``out``; the filtered jitdumps and perf's
     ``jitted-*.so`` files go to ``directory`` (existing, empty, ours) and must stay there
-    for as long as ``out`` is read."""
+    for as long as ``out`` is read. ``moved``: {(pid, path): where perf opens that file}."""
     progress = Progress("choosing the functions the samples reach")
     try:
-        prepared = _native.prepare_injection(data, directory, lambda n, _: progress.tick("%d samples" % n))
+        prepared = _native.prepare_injection(data, directory, lambda n, _: progress.tick("%d samples" % n),
+                                             moved or {})
     except ValueError as e:
         raise Failure(str(e)) from None
     for note in prepared["notes"]:
@@ -43,7 +44,7 @@ def inject(perf, data, out, directory):
     cache = os.path.join(directory, "buildid")
     try:
         run_perf(perf, ["--buildid-dir", cache, "inject", "--jit", "-i", prepared["perf_data"], "-o", out],
-                 "perf inject --jit")
+                 "perf inject --jit", preexec_fn=namespaces.keep_perf_in_our_mounts)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
         os.unlink(prepared["perf_data"])

@@ -49,10 +49,10 @@ def find_perf():
     return perf, version, text
 
 
-def run_perf(perf, args, what, stdout=subprocess.DEVNULL):
+def run_perf(perf, args, what, stdout=subprocess.DEVNULL, preexec_fn=None):
     """Runs ``perf args...``; Failure with the end of its stderr when it fails."""
     with tempfile.TemporaryFile() as err:
-        status = subprocess.call([perf] + args, stdout=stdout, stderr=err)
+        status = subprocess.call([perf] + args, stdout=stdout, stderr=err, preexec_fn=preexec_fn)
         if status != 0:
             err.seek(0)
             raise Failure("%s failed (status %d): %s" % (what, status, err.read().decode(errors="replace")[-2000:]))

@@ -5,24 +5,45 @@ at its next safe point."""
 import json
 import os
 import subprocess
+import sys
 
-from . import handoff
-from .target import Refusal, alive, may_trace, remote_debug_refusal, same_file
+from . import bring_along_hook, handoff, namespaces
+from .target import Refusal, alive, libc_of, may_trace, remote_debug_refusal, same_file
 
-# The part of the hand-over run by the target's own interpreter (remote_exec must be called
-# by the target's version): one JSON line saying what happened.
+# The part of the hand-over run by an interpreter of the target's version (remote_exec must
+# be called by one): one JSON line saying what happened. Arguments: the target's pid, its own
+# pid in its namespace or "" when it shares our mounts, the script (none: only check).
+# remote_exec reads the target's /proc files and opens its executable by the path they give,
+# and checks the script's path where it is called: for a target in a container it is called
+# from inside the container's pid and mount namespace and root, by a child forked there (our
+# interpreter is loaded already; nothing of the container's runs).
 _HELPER = r"""
-import json, sys
+import json, os, sys
 def out(**kw):
-    print(json.dumps(kw))
+    print(json.dumps(kw), flush=True)
 if not sys.is_remote_debug_enabled():
     out(error="build")
     sys.exit(0)
-if len(sys.argv) < 3:
+pid, own, script = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+if own:
+    try:
+        pidns, mntns = (os.open("/proc/%d/ns/%s" % (pid, ns), os.O_RDONLY) for ns in ("pid", "mnt"))
+        os.setns(pidns, os.CLONE_NEWPID)  # for the child below
+        child = os.fork()
+        if child:
+            sys.exit(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+        os.setns(mntns, os.CLONE_NEWNS)
+        pid = int(own)
+        os.chroot("/proc/%d/root" % pid)
+        os.chdir("/")
+    except OSError as e:
+        out(error="other", text="entering process %s's namespaces: %s" % (pid, e))
+        os._exit(0)
+if not script:
     out(ok=True)
-    sys.exit(0)
+    os._exit(0)
 try:
-    sys.remote_exec(int(sys.argv[1]), sys.argv[2])
+    sys.remote_exec(pid, script[0])
 except PermissionError as e:
     out(error="permission", text=str(e))
 except ProcessLookupError as e:
@@ -62,30 +83,71 @@ def check(target):
     refusal = remote_debug_refusal(target)
     if refusal:
         raise Refusal(refusal)
-    if not same_file("/proc/%d/root" % target.pid, "/"):
-        raise Refusal("process %d runs in another root (a container or chroot): run perf-trampoline inside it"
-                      % target.pid)
+
+
+def sees_our_site(target):
+    site = our_site()
+    return same_file("/proc/%d/root%s" % (target.pid, site), site)
+
+
+def _copy_package(target, directory):
+    """Our package, copied into ``directory`` (the hand-over's, which the target names
+    ``seen``) for a target that cannot see our installation (a container): each file created
+    exclusively, 0600, in a 0700 directory, given to the target's user as the rest."""
+    ours, theirs = bring_along_hook.facts()["libc"], libc_of(target.pid)
+    if theirs != ours:
+        raise Refusal("process %d uses the C library %s (an Alpine-like image?), and perf-trampoline's module here "
+                      "is linked against %s: install perf-trampoline in its image, or start it with "
+                      "PERF_TRAMPOLINE=perf there" % (target.pid, theirs, ours))
+    package = os.path.join(directory, bring_along_hook.NAME)
+    os.mkdir(package, 0o700)  # never through a link, nor over anything
+    if target.file_owner is not None and target.file_owner != os.geteuid():
+        os.chown(package, target.file_owner, -1)
+    source = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(source)):
+        if name.endswith((".py", ".so")):
+            with open(os.path.join(source, name), "rb") as f:
+                handoff.create(package, name, f.read(), target.file_owner, {target.uid})
 
 
 def send(target, args, directory):
-    """Hands ``args`` to the target through sys.remote_exec (3.14+)."""
-    if not same_file("/proc/%d/root%s" % (target.pid, directory), directory):
+    """Hands ``args`` to the target through sys.remote_exec (3.14+); ``directory`` is the
+    hand-over's as we reach it, ``args["dir"]`` the same as the target names it."""
+    if not same_file("/proc/%d/root%s" % (target.pid, args["dir"]), directory):
         raise Refusal("process %d does not see %s (another mount namespace): run perf-trampoline "
-                      "in its namespace (nsenter -t %d -m)" % (target.pid, directory, target.pid))
-    script = handoff.create(directory, "script.py", _script(dict(args, site=our_site())), target.file_owner,
+                      "in its namespace (nsenter -t %d -m)" % (target.pid, args["dir"], target.pid))
+    site = our_site()
+    if not sees_our_site(target):
+        _copy_package(target, directory)
+        site = args["dir"]
+    script = handoff.create(directory, "script.py", _script(dict(args, site=site)), target.file_owner,
                             {target.uid})
     handoff.check_file(script, {target.uid})  # again, just before the target reads it
-    answer = helper(target, script)
+    answer = helper(target, os.path.join(args["dir"], "script.py"))
     if not answer.get("ok"):
         raise Refusal(helper_refusal(target, answer))
 
 
+def _interpreter(target):
+    """The interpreter that calls remote_exec on ``target``: its own, or, where we cannot reach
+    it (a container's), ours when it is of the same version. Never the container's file by
+    its root: that would run the container's code with our privileges."""
+    if same_file(target.exe, "/proc/%d/exe" % target.pid):
+        return target.exe
+    if sys.version_info[:2] == target.version:
+        return sys.executable
+    raise Refusal("process %d runs in another mount namespace (a container), and its Python %s is not ours: run "
+                  "perf-trampoline with a Python %s (sys.remote_exec must be of the target's version)"
+                  % (target.pid, target.version_text, target.version_text))
+
+
 def helper(target, script):
-    """Runs remote_exec with the target's own interpreter (it must be of the target's version);
+    """Runs remote_exec with an interpreter of the target's version (``_interpreter``);
     without ``script``, only checks that its build allows remote debugging."""
+    own = str(namespaces.own_pid(target.pid)) if namespaces.other_mounts(target.pid) else ""
     try:
-        out = subprocess.run([target.exe, "-I", "-S", "-c", _HELPER, str(target.pid)] + ([script] if script else []),
-                             capture_output=True, timeout=60)
+        out = subprocess.run([_interpreter(target), "-I", "-S", "-c", _HELPER, str(target.pid), own]
+                             + ([script] if script else []), capture_output=True, timeout=60)
     except OSError as e:
         raise Refusal("cannot run process %d's interpreter %s here (%s): run perf-trampoline where the target "
                       "runs" % (target.pid, target.exe, e.strerror)) from None

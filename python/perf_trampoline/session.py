@@ -9,13 +9,14 @@ import subprocess
 import sys
 import tempfile
 
-from . import _native, injection, unwound
+from . import _native, host_copies, injection, namespaces, unwound
 from .console import Failure, Progress, say, size
 from .machine import run_perf
 from .stacks import Profile
 
 # "... PERF_RECORD_MMAP2 123/123: [...]: r-xp /tmp/jit-123.dump" and the like.
 _DUMP = re.compile(r"PERF_RECORD_MMAP2? .*\]: \S+ (?P<path>.*/jit-(?P<pid>\d+)\.dump)$")
+_EXECUTABLE = re.compile(r"PERF_RECORD_MMAP2? (?P<pid>\d+)/\d+: .*\]: [r-][w-]x\S* (?P<path>/.*)$")
 _JITTED = re.compile(r"PERF_RECORD_MMAP2? .*/jitted-\d+-\d+\.so$")
 _PIDS = re.compile(r"PERF_RECORD_COMM.*:(?P<comm_pid>\d+)/\d+$|PERF_RECORD_FORK\((?P<fork_pid>\d+):|^\s*(?P<pid>\d+)\s*$")
 
@@ -34,6 +35,9 @@ class Session:
         self.work = tempfile.mkdtemp(prefix=".perf-trampoline-", dir=os.path.dirname(self.svg))
         self.pids = set()   # every process of the recording
         self.dumps = set()  # their jitdumps (the jit markers in the recording)
+        self.executables = set()  # (pid, path) of each file mapped executable
+        # {(pid, path): where to read it}: the executables of processes in containers.
+        self.moved = {}
         self.injected = False
         self.jitted = None  # the jitted code of our injection
         self.keep_jitted = False
@@ -52,6 +56,9 @@ class Session:
                     self.pids.add(int(m.group("pid")))
                 elif _JITTED.search(line):
                     self.injected = True
+                m = _EXECUTABLE.search(line)
+                if m:
+                    self.executables.add((int(m.group("pid")), m.group("path")))
                 m = _PIDS.search(line)
                 if m:
                     self.pids.add(int(next(g for g in m.groups() if g)))
@@ -65,7 +72,8 @@ class Session:
         self.jitted = injection.new_jitted_dir(os.path.basename(self.stem))
         self.keep_jitted = keep_jitted
         out = os.path.join(self.work, "perf.jit.data")
-        injection.inject(self.perf, data, out, self.jitted)
+        injection.inject(self.perf, data, out, self.jitted,
+                         {**self.moved, **host_copies.through_roots(self.executables)})
         return out
 
     def read(self, data, native):
@@ -77,7 +85,8 @@ class Session:
             # unwinding at the first trampoline while looking for inlined frames.
             proc = subprocess.Popen(
                 [self.perf, "script", "-i", data, "-F", "comm,pid,tid,ip,sym,dso", "--max-stack", "1024", "--no-inline"],
-                stdout=subprocess.PIPE, stderr=err, encoding="utf-8", errors="replace")
+                stdout=subprocess.PIPE, stderr=err, encoding="utf-8", errors="replace",
+                preexec_fn=namespaces.keep_perf_in_our_mounts)
             try:
                 profile.add_perf_script(self._ticking(proc.stdout, progress, profile))
             except BaseException:
@@ -97,7 +106,8 @@ class Session:
         """Folds the samples of ``data`` (perf map, ``--call-graph dwarf``) through our unwinder."""
         progress = Progress("unwinding")
         try:
-            profile, result = unwound.read(data, native, lambda n, nbytes: progress.tick("%d samples, %s" % (n, size(nbytes))))
+            profile, result = unwound.read(data, native, lambda n, nbytes: progress.tick("%d samples, %s" % (n, size(nbytes))),
+                                           self.moved)
         except ValueError as e:
             raise Failure(str(e)) from None
         self.pids.update(result["pids"])

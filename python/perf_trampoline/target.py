@@ -121,6 +121,20 @@ def inspect(pid):
     return Target(pid, exe, version, uid, cmdline, environ)
 
 
+def libc_of(pid):
+    """The C library process ``pid`` runs on, by the names bring_along_hook.facts() gives:
+    "glibc", "musl", or "unknown"."""
+    try:
+        maps = read("/proc/%d/maps" % pid).decode(errors="replace")
+    except OSError:
+        return "unknown"
+    if "ld-musl-" in maps or "libc.musl-" in maps:
+        return "musl"
+    if re.search(r"/libc(?:-[\d.]+)?\.so(?:\.6)?$", maps, re.M):
+        return "glibc"
+    return "unknown"
+
+
 def same_file(a, b):
     try:
         sa, sb = os.stat(a), os.stat(b)

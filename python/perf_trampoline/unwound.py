@@ -12,12 +12,13 @@ def has_user_stacks(data):
     return perf_data_has_user_stacks(data)
 
 
-def read(data, native, tick):
+def read(data, native, tick, moved=None):
     """(Profile of every sample of ``data``, the unwinder's report: ``pids``, ``notes``,
-    ``samples``). ``tick(samples, bytes_read)`` is called now and then."""
+    ``samples``). ``tick(samples, bytes_read)`` is called now and then. ``moved``: {(pid,
+    path): where to read that file instead} (host_copies.through_roots)."""
     from ._native import unwind_perf_data
 
-    result = unwind_perf_data(data, tick)
+    result = unwind_perf_data(data, tick, moved or {})
     return profile_of(result, native), result
 
 

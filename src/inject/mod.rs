@@ -16,8 +16,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::perfdata::Error;
-use crate::registry::OutputKind;
+use crate::registry::jitdump_format::PREFIX_SIZE;
 use crate::registry::jitdump_read::{self, Record};
+use crate::registry::{DEFAULT_DIR, OutputKind};
+
+/// Where the pid lies in a jitdump's header: after magic, version, size, machine, padding.
+const HEADER_PID_AT: usize = 20;
 
 /// One jitdump of the recording and its filtered copy.
 #[derive(Debug)]
@@ -56,33 +60,56 @@ struct Loaded {
 }
 
 /// Filters the jitdumps of the recording at `perf_data` into `dir` (which must exist and be
-/// ours alone), with a copy of the recording naming them. `tick` gets the samples read.
+/// ours alone), with a copy of the recording naming them, and each other file process `pid`
+/// maps at `path` by `moved[(pid, path)]` where that is given. `tick` gets the samples read.
 pub fn prepare<E>(
     perf_data: &Path,
     dir: &Path,
+    moved: &HashMap<(u32, PathBuf), PathBuf>,
     tick: impl FnMut(u64) -> Result<(), E>,
 ) -> Result<Prepared, Error<E>> {
     let mut notes = Vec::new();
     let mut loaded = Vec::new();
     let mut ranges: HashMap<u32, reach::Ranges> = HashMap::new();
     let mut functions = 0usize;
+    // (process, recorded path) -> index in `loaded`: one dump may be read for several.
+    let mut read_as: HashMap<(u32, PathBuf), usize> = HashMap::new();
+    let mut sources: HashMap<(PathBuf, u32), Option<usize>> = HashMap::new();
     for found in reach::dumps(perf_data).map_err(Error::Read)? {
-        let bytes = match std::fs::read(&found.path) {
+        let (source, pid) = source(&found);
+        if let Some(&known) = sources.get(&(source.clone(), pid)) {
+            if let Some(n) = known {
+                read_as.insert((found.mapped_by, found.path), n);
+            }
+            continue;
+        }
+        sources.insert((source.clone(), pid), None);
+        let bytes = match std::fs::read(&source) {
             Ok(b) => b,
             Err(e) => {
-                notes.push(format!("{}: {e}", found.path.display()));
+                notes.push(format!("{}: {e}", source.display()));
                 continue;
             }
         };
         let dump = match jitdump_read::parse(&bytes) {
+            Ok(d) if source != found.path && d.header.pid != found.pid => {
+                notes.push(format!(
+                    "{}: written by process {}, not a copy of {} (process {} of the recording)",
+                    source.display(),
+                    d.header.pid,
+                    found.path.display(),
+                    found.mapped_by
+                ));
+                continue;
+            }
             Ok(d) => d,
             Err(e) => {
-                notes.push(format!("{}: {e}", found.path.display()));
+                notes.push(format!("{}: {e}", source.display()));
                 continue;
             }
         };
         let mut ids = HashMap::new();
-        let pid_ranges = ranges.entry(found.pid).or_default();
+        let pid_ranges = ranges.entry(pid).or_default();
         for (i, record) in dump.records.iter().enumerate() {
             if let Record::CodeLoad {
                 code_addr, code, ..
@@ -93,9 +120,11 @@ pub fn prepare<E>(
                 functions += 1;
             }
         }
+        sources.insert((source, pid), Some(loaded.len()));
+        read_as.insert((found.mapped_by, found.path.clone()), loaded.len());
         loaded.push(Loaded {
             original: found.path,
-            pid: found.pid,
+            pid,
             bytes,
             dump,
             ids,
@@ -107,7 +136,7 @@ pub fn prepare<E>(
     let (marked, samples) = reach::mark(perf_data, &ranges, functions, tick)?;
 
     let mut dumps = Vec::new();
-    let mut renames: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut copies = Vec::new();
     for (n, l) in loaded.iter().enumerate() {
         // perf inject writes jitted-<pid>-<index>.so beside the dump: a directory per dump
         // keeps two dumps of one pid (from two directories) apart.
@@ -117,10 +146,7 @@ pub fn prepare<E>(
         let (bytes, kept) = filtered(l, &marked);
         std::fs::write(&copy, bytes)
             .map_err(|e| Error::Read(format!("{}: {e}", copy.display())))?;
-        renames.insert(
-            l.original.as_os_str().as_bytes().to_vec(),
-            copy.as_os_str().as_bytes().to_vec(),
-        );
+        copies.push(copy.as_os_str().as_bytes().to_vec());
         dumps.push(Filtered {
             original: l.original.clone(),
             copy,
@@ -129,8 +155,25 @@ pub fn prepare<E>(
         });
     }
     let copy = dir.join("perf.data");
-    rewrite::rename_mappings(perf_data, &copy, |name| renames.get(name).cloned())
-        .map_err(Error::Read)?;
+    let renames: HashMap<(u32, Vec<u8>), usize> = read_as
+        .into_iter()
+        .map(|((pid, path), n)| ((pid, path.as_os_str().as_bytes().to_vec()), n))
+        .collect();
+    let moved: HashMap<(u32, Vec<u8>), Vec<u8>> = moved
+        .iter()
+        .map(|((pid, from), to)| {
+            let bytes = |p: &PathBuf| p.as_os_str().as_bytes().to_vec();
+            ((*pid, bytes(from)), bytes(to))
+        })
+        .collect();
+    rewrite::rename_mappings(perf_data, &copy, |pid, name| {
+        let key = (pid, name.to_vec());
+        match renames.get(&key) {
+            Some(&n) => Some(copies[n].clone()),
+            None => moved.get(&key).cloned(),
+        }
+    })
+    .map_err(Error::Read)?;
     Ok(Prepared {
         perf_data: copy,
         dumps,
@@ -139,10 +182,31 @@ pub fn prepare<E>(
     })
 }
 
+/// Where the dump of the recording's process `found` is read, and the pid its functions
+/// belong to. A process in another pid namespace (a container) names its dump by its own pid,
+/// in its own /tmp, where perf on the host cannot open it: `fix-maps` and `record -p` copy it
+/// to the host's /tmp under the pid the recording knows, and that copy is read when it is
+/// there, unless the recording names a file of its own pid that we can read.
+fn source(found: &reach::DumpRef) -> (PathBuf, u32) {
+    if found.mapped_by != found.pid || !found.path.exists() {
+        let copy = OutputKind::JitDump.path(Path::new(DEFAULT_DIR), found.mapped_by);
+        if copy.is_file() {
+            return (copy, found.mapped_by);
+        }
+    }
+    (found.path.clone(), found.pid)
+}
+
 /// The dump's bytes with only the marked functions (each with the unwinding record just
-/// before it), and how many it kept. Other records (the close) stay.
+/// before it), and how many it kept. Other records (the close) stay. A dump written under
+/// another pid than the recording's (in a container) gets the recording's: `perf inject`
+/// places each function in the process its record names.
 fn filtered(l: &Loaded, marked: &[bool]) -> (Vec<u8>, usize) {
     let mut out = l.bytes[..l.dump.header_len].to_vec();
+    let repid = l.dump.header.pid != l.pid;
+    if repid {
+        out[HEADER_PID_AT..HEADER_PID_AT + 4].copy_from_slice(&l.pid.to_ne_bytes());
+    }
     let mut kept = 0;
     let records = &l.dump.records;
     for (i, (record, span)) in records.iter().zip(&l.dump.spans).enumerate() {
@@ -153,8 +217,17 @@ fn filtered(l: &Loaded, marked: &[bool]) -> (Vec<u8>, usize) {
             Record::Close { .. } | Record::Other { .. } => true,
         };
         if keep {
+            let at = out.len();
             out.extend_from_slice(&l.bytes[span.clone()]);
-            kept += matches!(record, Record::CodeLoad { .. }) as usize;
+            if let Record::CodeLoad { .. } = record {
+                kept += 1;
+                if repid {
+                    // pid, then tid: the thread is the process's, the maps are per process.
+                    for field in [at + PREFIX_SIZE, at + PREFIX_SIZE + 4] {
+                        out[field..field + 4].copy_from_slice(&l.pid.to_ne_bytes());
+                    }
+                }
+            }
         }
     }
     (out, kept)

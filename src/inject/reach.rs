@@ -21,15 +21,18 @@ pub struct DumpRef {
     pub path: PathBuf,
     /// The process it names (from the file name, as perf reads it).
     pub pid: u32,
+    /// The process that maps it, as the recording knows it: another number than `pid` for a
+    /// process in another pid namespace (a container), which names its files by its own pid.
+    pub mapped_by: u32,
 }
 
-/// Every jitdump the recording at `path` maps.
+/// Every jitdump the recording at `path` maps, once per process that maps it.
 pub fn dumps(path: &Path) -> Result<Vec<DumpRef>, String> {
     let mut found = Vec::new();
     each_record(path, |record| {
-        let name = match record {
-            EventRecord::Mmap(m) => m.path.as_slice().into_owned(),
-            EventRecord::Mmap2(m) => m.path.as_slice().into_owned(),
+        let (name, mapped_by) = match record {
+            EventRecord::Mmap(m) => (m.path.as_slice().into_owned(), m.pid),
+            EventRecord::Mmap2(m) => (m.path.as_slice().into_owned(), m.pid),
             _ => return ControlFlow::Continue(()),
         };
         let name = PathBuf::from(std::ffi::OsString::from_vec(name));
@@ -38,7 +41,15 @@ pub fn dumps(path: &Path) -> Result<Vec<DumpRef>, String> {
             .and_then(|n| n.to_str())
             .and_then(OutputKind::parse_file_name);
         if let Some((OutputKind::JitDump, pid)) = parsed {
-            let dump = DumpRef { path: name, pid };
+            let dump = DumpRef {
+                path: name,
+                pid,
+                // perf's synthesized records of a system-wide run may carry no process.
+                mapped_by: u32::try_from(mapped_by)
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .unwrap_or(pid),
+            };
             if !found.contains(&dump) {
                 found.push(dump);
             }

@@ -17,6 +17,8 @@ const RECORD_MMAP2: u32 = 10;
 /// the device/inode or build id, prot and flags).
 const MMAP_NAME_AT: usize = 40;
 const MMAP2_NAME_AT: usize = 72;
+/// The mapping process's pid, right after the record header in both.
+const PID_AT: usize = 8;
 /// Features whose bodies hold offsets into the data section, or that make perf.data a
 /// directory: a copy with moved records would be wrong for them.
 const HEADER_AUXTRACE: u32 = 18;
@@ -31,11 +33,11 @@ fn err(path: &Path, what: impl std::fmt::Display) -> String {
 }
 
 /// Copies the perf.data at `src` to `dst`, with each MMAP/MMAP2 file name for which
-/// `rename` gives a new one replaced by it. Returns how many records it changed.
+/// `rename(pid, name)` gives a new one replaced by it. Returns how many records it changed.
 pub fn rename_mappings(
     src: &Path,
     dst: &Path,
-    rename: impl Fn(&[u8]) -> Option<Vec<u8>>,
+    rename: impl Fn(u32, &[u8]) -> Option<Vec<u8>>,
 ) -> Result<u64, String> {
     let mut input = BufReader::with_capacity(1 << 20, File::open(src).map_err(|e| err(src, e))?);
     let mut header = [0u8; HEADER_LEN];
@@ -140,11 +142,12 @@ pub fn rename_mappings(
 fn with_name(
     record: &[u8],
     at: usize,
-    rename: &impl Fn(&[u8]) -> Option<Vec<u8>>,
+    rename: &impl Fn(u32, &[u8]) -> Option<Vec<u8>>,
 ) -> Option<Vec<u8>> {
+    let pid = u32::from_ne_bytes(record.get(PID_AT..PID_AT + 4)?.try_into().ok()?);
     let tail = record.get(at..)?;
     let len = tail.iter().position(|&b| b == 0)?;
-    let new = rename(&tail[..len])?;
+    let new = rename(pid, &tail[..len])?;
     let padded = |n: usize| (n + 1).next_multiple_of(8);
     // What follows the name: the sample fields perf adds to every record (sample_id_all).
     let rest = tail.get(padded(len)..)?;
@@ -178,13 +181,13 @@ mod tests {
         let trailer = [7u8; 16];
         let before = mmap2(b"/tmp/jit-12.dump", &trailer);
         let longer = b"/some/longer/directory/jit-12.dump".to_vec();
-        let after = with_name(&before, MMAP2_NAME_AT, &|n: &[u8]| {
-            (n == b"/tmp/jit-12.dump").then(|| longer.clone())
+        let after = with_name(&before, MMAP2_NAME_AT, &|pid, n: &[u8]| {
+            (pid == 0 && n == b"/tmp/jit-12.dump").then(|| longer.clone())
         })
         .expect("renamed");
         assert_eq!(after, mmap2(&longer, &trailer));
         assert_eq!(
-            with_name(&before, MMAP2_NAME_AT, &|_: &[u8]| None::<Vec<u8>>),
+            with_name(&before, MMAP2_NAME_AT, &|_, _: &[u8]| None::<Vec<u8>>),
             None
         );
     }

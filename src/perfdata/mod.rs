@@ -137,14 +137,20 @@ pub struct Progress {
 
 /// Unwinds every sample of the recording at `path`. `tick` is called every few hundred
 /// records with the progress so far; an error from it stops the work and is returned.
+/// `moved` names where to read a file process `pid` maps at `path` instead: `(pid, path)`
+/// -> the same file through `/proc/<pid>/root`, for a process in a container.
 pub fn unwind_file<E>(
     path: &Path,
+    moved: Moved,
     tick: impl FnMut(Progress) -> Result<(), E>,
 ) -> Result<Unwound, Error<E>> {
     let read = Rc::default();
     let reader = open(path, Rc::clone(&read)).map_err(Error::Read)?;
-    unwind_records(reader, &path.display().to_string(), &read, tick)
+    unwind_records(reader, &path.display().to_string(), &read, moved, tick)
 }
+
+/// Files to read elsewhere than the recording names them: `(pid, path)` -> where.
+pub type Moved = HashMap<(i32, PathBuf), PathBuf>;
 
 /// Unwinds the records `reader` yields, in the order perf meant them (its rounds sorted by
 /// time). Memory stays bounded whatever the recording's length: each sample's stack copy is
@@ -153,6 +159,7 @@ fn unwind_records<R: Read, E>(
     reader: PerfFileReader<R>,
     source: &str,
     read: &Cell<u64>,
+    moved: Moved,
     mut tick: impl FnMut(Progress) -> Result<(), E>,
 ) -> Result<Unwound, Error<E>> {
     let PerfFileReader {
@@ -168,6 +175,7 @@ fn unwind_records<R: Read, E>(
             .into_values()
             .map(|info| (info.path, trim_zeros(&info.build_id).to_vec()))
             .collect(),
+        moved,
         ..State::default()
     };
     let mut records = 0u64;
@@ -240,6 +248,7 @@ struct State {
     comms: HashMap<i32, u32>,
     elf_files: HashMap<Vec<u8>, Option<Arc<ElfFile>>>,
     build_ids: HashMap<Vec<u8>, Vec<u8>>,
+    moved: Moved,
     perf_maps: HashMap<i32, Option<SymbolTable>>,
     kernel: Option<SymbolTable>,
     vdso: Option<Option<Arc<ElfFile>>>,
@@ -287,11 +296,16 @@ impl State {
             Backing::Opaque(base_name(path).into())
         } else {
             let (recorded, notes) = (self.build_ids.get(path), &mut self.out.notes);
+            let named = Path::new(std::ffi::OsStr::from_bytes(path));
+            let at = self
+                .moved
+                .get(&(pid, named.to_path_buf()))
+                .map_or(named, PathBuf::as_path);
             let file = self
                 .elf_files
-                .entry(path.to_vec())
+                .entry(at.as_os_str().as_bytes().to_vec())
                 .or_insert_with(|| {
-                    let elf = ElfFile::load(Path::new(std::ffi::OsStr::from_bytes(path)))?;
+                    let elf = ElfFile::load(at)?;
                     let now = elf.build_id.as_deref().map(trim_zeros);
                     if recorded.is_some_and(|r| now.is_some_and(|n| n != r.as_slice())) {
                         // Rebuilt or upgraded since: its symbols and CFI would be wrong.

@@ -50,7 +50,7 @@ pub fn unwind_stream<E>(
     };
     let result = PerfFileReader::parse_pipe(queued)
         .map_err(|e| Error::Read(format!("{SOURCE}: not in perf's pipe format ({e})")))
-        .and_then(|reader| unwind_records(reader, SOURCE, &read, tick));
+        .and_then(|reader| unwind_records(reader, SOURCE, &read, Default::default(), tick));
     // On an early return the receiver is gone and the reader stops at its next chunk.
     drop(reader);
     let mut out = result?;

@@ -1,5 +1,6 @@
 //! Injection of only the jitted functions a recording reaches (crate::inject), for
 //! `perf-trampoline inject`, and `record`/`report` in jitdump mode.
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
@@ -14,17 +15,21 @@ use crate::perfdata::Progress;
 /// filtered dumps. `tick(samples_so_far, 0)` is called now and then; what it raises (and
 /// Ctrl-C) stops the work. Returns a dict: `perf_data` (the copy to give `perf inject
 /// --jit`), `dumps` as `(original, copy, kept, total)`, `notes` (dumps that could not be
-/// read), `samples`. Raises `ValueError` for a file it cannot read or write.
+/// read), `samples`. `moved` maps `(pid, path)` of a file the recording maps to where perf
+/// should open it instead (a container's file through its root). Raises `ValueError` for a
+/// file it cannot read or write.
 #[pyfunction]
+#[pyo3(signature = (path, directory, tick, moved = HashMap::new()))]
 pub fn prepare_injection<'py>(
     py: Python<'py>,
     path: PathBuf,
     directory: PathBuf,
     tick: Py<PyAny>,
+    moved: HashMap<(u32, PathBuf), PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let prepared = py
         .detach(|| {
-            inject::prepare(&path, &directory, |samples| {
+            inject::prepare(&path, &directory, &moved, |samples| {
                 call_tick(&tick, Progress { samples, bytes: 0 })
             })
         })

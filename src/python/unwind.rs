@@ -14,14 +14,17 @@ use crate::perfdata::{self, Error, Progress, Unwound};
 /// stops the work. Returns a dict: `names`, `stacks` as `(thread name, frames innermost
 /// first, samples)` with indices into `names`, `samples`, `pids` (every process of the
 /// recording), `notes` (perf maps missing or refused, a recording cut short). Raises
-/// `ValueError` when the file is not a perf.data file we can read.
+/// `ValueError` when the file is not a perf.data file we can read. `moved` maps `(pid, path)`
+/// of a file the recording maps to where to read it instead (a container's, through its root).
 #[pyfunction]
+#[pyo3(signature = (path, tick, moved = perfdata::Moved::new()))]
 pub fn unwind_perf_data<'py>(
     py: Python<'py>,
     path: PathBuf,
     tick: Py<PyAny>,
+    moved: perfdata::Moved,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let unwound = py.detach(|| perfdata::unwind_file(&path, |p| call_tick(&tick, p)));
+    let unwound = py.detach(|| perfdata::unwind_file(&path, moved, |p| call_tick(&tick, p)));
     to_dict(py, unwound)
 }
 

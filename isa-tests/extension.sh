@@ -20,8 +20,17 @@ for isa in "${isas[@]}"; do root[$isa]=$("$top/scripts/debian-root.sh" "$isa"); 
 
 # Our pinned toolchain has no std for these targets and none can be fetched here; sid's rustc
 # (newer) with its multi-arch libstd-rust-dev can. pyo3's abi3 build needs no target Python.
+# The root reaches no registry (this host's TLS trust is not in it): the crates come from here,
+# vendored again only when Cargo.lock changed.
+vendor=$top/target/cross/vendor
+if ! cmp -s "$top/Cargo.lock" "$vendor.lock"; then
+    say "vendoring the crates for the root's cargo"
+    (cd "$top" && cargo vendor --quiet --locked --versioned-dirs "$vendor" >/dev/null)
+    cp "$top/Cargo.lock" "$vendor.lock"
+fi
 say "building the extension for ${isas[*]} inside $cross"
-targets=()
+targets=(--offline --config 'source.crates-io.replace-with="vendored"'
+         --config "source.vendored.directory=\"$vendor\"")
 envs=(CARGO_HOME="$top/target/cross/cargo-home" CARGO_TARGET_DIR="$top/target/cross" PYO3_CROSS=1)
 for isa in "${isas[@]}"; do
     t=${triple[$isa]}

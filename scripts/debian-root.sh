@@ -64,8 +64,8 @@ mmdebstrap --quiet "${opts[@]}" --aptopt='Acquire::Check-Valid-Until "false"' --
 if [ "$suite" = cross ]; then
     # libstd-rust-dev:riscv64 cannot be installed beside the amd64 rustc (its libllvm is not
     # installable there), yet only its rlibs are needed: unpack that package alone, at rustc's
-    # exact version.
-    chroot "$root.tmp" sh -ec 'cd /tmp; v=$(dpkg-query -W -f="\${Version}" rustc)
+    # exact version (mmdebstrap has removed the package lists, hence the update).
+    chroot "$root.tmp" sh -ec 'cd /tmp; v=$(dpkg-query -W -f="\${Version}" rustc); apt-get update -q=2
         apt-get download -q=2 "libstd-rust-dev:riscv64=$v"; dpkg-deb -x libstd-rust-dev_*_riscv64.deb /
         rm libstd-rust-dev_*_riscv64.deb' >&2
 elif [ -n "$foreign" ]; then

@@ -37,7 +37,7 @@ pub fn _frame_pointer_walk() -> PyResult<Vec<usize>> {
         if ret == 0 {
             break;
         }
-        out.push(ret);
+        out.push(strip_pointer_authentication(ret));
         if next <= frame {
             break;
         }
@@ -60,6 +60,17 @@ fn return_slot(frame: usize, next: usize) -> Option<usize> {
         next.checked_add(112)
     } else {
         frame.checked_add(8)
+    }
+}
+
+/// A return address without the signature AArch64 pointer authentication puts in its top
+/// bits (Debian signs saved return addresses); perf strips it the same way. User addresses
+/// have at most 48 bits there.
+fn strip_pointer_authentication(ret: usize) -> usize {
+    if cfg!(target_arch = "aarch64") {
+        ret & ((1 << 48) - 1)
+    } else {
+        ret
     }
 }
 

@@ -101,11 +101,9 @@ def test_jitdump_unwind_record_before_each_load(run):
     assert loads
     for i in loads:
         assert i > 0 and records[i - 1]["kind"] == "unwinding", records[i]["name"]
-    # The dump names the same code at the same addresses as the map, within the map's sizes.
-    in_map = {(start, name): size for start, size, name in run["map_entries"]}
-    in_dump = {(r["code_addr"], r["name"]): r["code_size"] for r in records if r["kind"] == "load"}
-    assert sorted(in_dump) == sorted(in_map)
-    assert all(0 < in_dump[k] <= in_map[k] for k in in_dump)
+    # The dump names the same code at the same addresses as the map.
+    in_dump = sorted((r["code_addr"], r["name"]) for r in records if r["kind"] == "load")
+    assert in_dump == sorted((start, name) for start, _, name in run["map_entries"])
 
 
 def test_forked_child_names_its_own_code(run):
@@ -130,8 +128,9 @@ def test_frame_pointer_walk_passes_the_trampolines_in_call_order(run):
     # The walk crosses CPython's evaluator between two trampolines: it needs frame records
     # there too (s390x: the back chain, which gcc writes only with -mbackchain).
     needed = "-mbackchain" if run["isa"] == "s390x" else "-fno-omit-frame-pointer"
-    if not names and needed not in run["cflags"]:
+    if not names and needed not in run["cflags"].split():
         pytest.skip("%s on %s is built without %s: no frame-pointer walk (perf -g's included) gets "
                     "past its evaluator" % (run["python"], run["isa"], needed))
-    assert names[:3] == [named("inner_walk"), named("outer_walk"), named("main")], \
+    # main() was already running when support came on: its frame has no trampoline.
+    assert names == [named("inner_walk"), named("outer_walk")], \
         "walk %s reached %s" % ([hex(a) for a in run["walk"]], names)

@@ -2,7 +2,8 @@
 # Installs the host packages the build and the tests need (idempotent; fast when present).
 set -euo pipefail
 
-apt_pkgs=(linux-perf mmdebstrap binutils binutils-multiarch chromium)
+# qemu-user: isa-tests/extension.sh runs the foreign CPythons with it.
+apt_pkgs=(linux-perf mmdebstrap binutils binutils-multiarch chromium qemu-user)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

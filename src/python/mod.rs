@@ -8,6 +8,8 @@ mod discover;
 mod files;
 mod flamegraph;
 mod fork;
+#[cfg(feature = "frame-walk")]
+mod frame_walk;
 mod hook;
 mod hot;
 mod inject;
@@ -120,6 +122,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(files::parse_output_name, m)?)?;
     m.add_function(wrap_pyfunction!(files::read_jitdump, m)?)?;
     m.add_function(wrap_pyfunction!(inject::prepare_injection, m)?)?;
+    #[cfg(feature = "frame-walk")]
+    m.add_function(wrap_pyfunction!(frame_walk::_frame_pointer_walk, m)?)?;
     m.add("OUTPUT_DIR_VARIABLE", crate::registry::DIR_ENV)?;
     m.add("PERF_MAP_DIR", crate::registry::DEFAULT_DIR)?;
     m.add("BACKENDS", backend::NAMES.to_vec())?;

@@ -24,19 +24,24 @@ static LIMIT: AtomicUsize = AtomicUsize::new(0);
 #[cold]
 #[inline(never)]
 fn limit_of_this_thread() -> usize {
+    match this_threads_stack() {
+        Some((low, high)) => low + MARGIN.min((high - low) / 4),
+        None => 0, // unknown: never refuse
+    }
+}
+
+/// The calling thread's stack as [low, high), if the C library can tell.
+pub fn this_threads_stack() -> Option<(usize, usize)> {
     // SAFETY: pthread_getattr_np fills `attr` for the calling thread; we destroy it after use.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return 0; // unknown: never refuse
+            return None;
         }
         let (mut base, mut size): (*mut c_void, usize) = (std::ptr::null_mut(), 0);
         let ok = libc::pthread_attr_getstack(&attr, &mut base, &mut size) == 0;
         libc::pthread_attr_destroy(&mut attr);
-        if !ok {
-            return 0;
-        }
-        base as usize + MARGIN.min(size / 4)
+        ok.then(|| (base as usize, base as usize + size))
     }
 }
 

@@ -20,3 +20,36 @@ if ! "$py" -c 'import maturin, pytest' 2>/dev/null || [ "$("$py" -m ruff --versi
     echo "install-deps: pip packages: maturin pytest ruff"
     "$py" -m pip install -q --disable-pip-version-check 'maturin>=1.9,<2' 'pytest>=8' 'ruff==0.17.6'
 fi
+
+# --- Viewers of the profile formats, for tests/python/test_formats.py (issue 17) ---
+# pprof: built from Debian's google/pprof sources with Debian's Go, offline (GOPATH mode, the
+# sources and their dependencies are Debian packages). speedscope and playwright-core (which
+# drives Debian's chromium, above) from npm. Everything lands under target/tools.
+tools="$(cd "$(dirname "$0")/.." && pwd)/target/tools"
+viewer_pkgs=(golang-go golang-github-google-pprof-dev)
+missing=()
+for p in "${viewer_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: apt packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ ! -x "$tools/pprof" ]; then
+    echo "install-deps: building pprof from /usr/share/gocode"
+    mkdir -p "$tools"
+    GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$tools/go-cache" GOFLAGS= \
+        go build -o "$tools/pprof" github.com/google/pprof
+fi
+if ! command -v npm >/dev/null; then
+    echo "install-deps: apt packages: npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+if [ ! -d "$tools/npm/node_modules/speedscope" ] || [ ! -d "$tools/npm/node_modules/playwright-core" ]; then
+    echo "install-deps: npm packages: speedscope playwright-core"
+    mkdir -p "$tools/npm"
+    npm install --silent --no-audit --no-fund --prefix "$tools/npm" speedscope@1.25.0 playwright-core@1.65.1 >/dev/null
+fi
+# --- end of the viewers ---

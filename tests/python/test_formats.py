@@ -235,3 +235,44 @@ def test_unknown_extension_is_one_line(recording, tmp_path, name):
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "no format has this extension" in lines[0] and "--format" in lines[0], stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# perf script -F FIELDS --ns, as record's fp and dwarf modes read it: two threads, kernel frames.
+PERF_SCRIPT = (
+    "python 7/7 100.000000100:    1000000 \n"
+    "\tffffffff81000130 entry_SYSCALL_64 ([kernel.kallsyms])\n"
+    "\t7f01 py::foo:/a.py (/tmp/perf-7.map)\n"
+    "\t7f02 _PyEval_EvalFrameDefault+0x10 (/usr/bin/python3.11)\n"
+    "\t7f03 py::bar:/a.py (/tmp/perf-7.map)\n"
+    "\n"
+    "worker thread 7/8 100.000000300:     500000 \n"
+    "\t7f03 py::bar:/a.py (/tmp/perf-7.map)\n"
+    "\n"
+)
+
+
+def test_perf_script_reader_keeps_time_threads_and_kinds(tmp_path):
+    from perf_trampoline.stacks import read_perf_script
+
+    samples = read_perf_script(PERF_SCRIPT.splitlines(True))
+    assert len(samples) == 2
+    samples.write("speedscope", str(tmp_path / "s.json"), "title")
+    sp = json.loads((tmp_path / "s.json").read_text())
+    assert [p["name"] for p in sp["profiles"]] == ["python (pid 7, tid 7)", "worker thread (pid 7, tid 8)"]
+    assert [p["weights"] for p in sp["profiles"]] == [[1000000], [500000]]
+    frames = sp["shared"]["frames"]
+    assert [[frames[i]["name"] for i in s] for s in sp["profiles"][0]["samples"]] == [
+        ["py::bar", "_PyEval_EvalFrameDefault", "py::foo", "entry_SYSCALL_64"]]
+    assert {f["name"]: f.get("file") for f in frames} == {
+        "py::bar": "/a.py", "py::foo": "/a.py", "_PyEval_EvalFrameDefault": "python3.11",
+        "entry_SYSCALL_64": "[kernel.kallsyms]"}
+    samples.write("firefox", str(tmp_path / "f.json.gz"), "title")
+    _, stacks = firefox_stacks(tmp_path / "f")
+    assert stacks[0][1] == [("entry_SYSCALL_64", "Kernel"), ("py::foo:/a.py", "Python"),
+                            ("_PyEval_EvalFrameDefault", "Native"), ("py::bar:/a.py", "Python")]
+    with gzip.open(str(tmp_path / "f.json.gz")) as f:
+        threads = json.load(f)["threads"]
+    # Times in ms from the first sample, CPU deltas in µs (the periods), one track per thread.
+    by_name = {t["name"]: t["samples"] for t in threads}
+    assert by_name["python"]["timeDeltas"] == [0.0] and by_name["worker thread"]["timeDeltas"] == [0.0002]
+    assert by_name["python"]["threadCPUDelta"] == [1000] and by_name["worker thread"]["threadCPUDelta"] == [500]

@@ -88,13 +88,7 @@ fn build(samples: &Samples, meta: &Meta) -> Profile {
             });
             profile.intern_stack_frames(thread, frames)
         });
-        profile.add_sample(
-            thread,
-            at(s.time),
-            stack,
-            CpuDelta::from_nanos(s.period),
-            1,
-        );
+        profile.add_sample(thread, at(s.time), stack, CpuDelta::from_nanos(s.period), 1);
     }
     profile
 }
@@ -144,6 +138,10 @@ mod tests {
             .iter()
             .map(|c| c["name"].as_str().unwrap().to_string())
             .collect();
-        assert!(["Python", "Native", "Kernel"].iter().all(|c| categories.iter().any(|n| n == c)));
+        assert!(
+            ["Python", "Native", "Kernel"]
+                .iter()
+                .all(|c| categories.iter().any(|n| n == c))
+        );
     }
 }

@@ -222,8 +222,17 @@ mod tests {
 
     #[test]
     fn kinds_from_perf_script() {
-        assert_eq!(Kind::of_perf_script("py::f:/x.py", "/tmp/perf-1.map"), Kind::Python);
-        assert_eq!(Kind::of_perf_script("do_syscall_64", "[kernel.kallsyms]"), Kind::Kernel);
-        assert_eq!(Kind::of_perf_script("malloc", "/usr/lib/libc.so.6"), Kind::Native);
+        assert_eq!(
+            Kind::of_perf_script("py::f:/x.py", "/tmp/perf-1.map"),
+            Kind::Python
+        );
+        assert_eq!(
+            Kind::of_perf_script("do_syscall_64", "[kernel.kallsyms]"),
+            Kind::Kernel
+        );
+        assert_eq!(
+            Kind::of_perf_script("malloc", "/usr/lib/libc.so.6"),
+            Kind::Native
+        );
     }
 }

@@ -17,7 +17,11 @@ pub fn write(samples: &Samples, meta: &Meta, out: impl Write) -> io::Result<()> 
     write!(out, ",\"activeProfileIndex\":0,\"shared\":{{\"frames\":[")?;
     for (i, frame) in samples.frames.iter().enumerate() {
         let (name, file) = frame.function_and_file();
-        out.write_all(if i == 0 { b"{\"name\":" } else { b",{\"name\":" })?;
+        out.write_all(if i == 0 {
+            b"{\"name\":"
+        } else {
+            b",{\"name\":"
+        })?;
         string(&mut out, name)?;
         if let Some(file) = file.or(frame.module.as_deref()) {
             out.write_all(b",\"file\":")?;
@@ -108,7 +112,10 @@ mod tests {
         write(&s, &Meta::default(), &mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["shared"]["frames"][0]["file"], "/a \"b\".py");
-        assert_eq!(v["profiles"][0]["samples"][0], serde_json::json!([bar, foo]));
+        assert_eq!(
+            v["profiles"][0]["samples"][0],
+            serde_json::json!([bar, foo])
+        );
         assert_eq!(v["profiles"][0]["endValue"], 9);
     }
 }

@@ -162,23 +162,17 @@ def firefox_stacks(stem):
         for table in (stacks, frames, funcs, samples):
             lengths = {len(v) for k, v in table.items() if isinstance(v, list)}
             assert lengths == {table["length"]}, (thread["name"], lengths, table["length"])
-        resolved = {}
-
-        def chain(s):
-            if s not in resolved:
-                assert 0 <= s < stacks["length"]
-                frame = stacks["frame"][s]
-                func = frames["func"][frame]
-                name = strings[funcs["name"][func]]
-                category = categories[frames["category"][frame]]
-                prefix = stacks["prefix"][s]
-                assert prefix is None or prefix < s  # prefixes come first: no cycles
-                resolved[s] = [(name, category)] + (chain(prefix) if prefix is not None else [])
-            return resolved[s]
-
+        # Stack i's frames, innermost first: its frame, then its prefix's (which comes before it).
+        chains = []
+        for i in range(stacks["length"]):
+            frame, prefix = stacks["frame"][i], stacks["prefix"][i]
+            assert prefix is None or 0 <= prefix < i, (i, prefix)
+            name = strings[funcs["name"][frames["func"][frame]]]
+            category = categories[frames["category"][frame]]
+            chains.append([(name, category)] + (chains[prefix] if prefix is not None else []))
         weights = samples.get("weight") or [1] * samples["length"]
         for s, w in zip(samples["stack"], weights):
-            out.append((thread["name"], chain(s) if s is not None else [], w))
+            out.append((thread["name"], chains[s] if s is not None else [], w))
     return profile, out
 
 

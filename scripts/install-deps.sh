@@ -2,7 +2,7 @@
 # Installs the host packages the build and the tests need (idempotent; fast when present).
 set -euo pipefail
 
-apt_pkgs=(linux-perf mmdebstrap binutils binutils-multiarch chromium)
+apt_pkgs=(linux-perf mmdebstrap binutils binutils-multiarch chromium golang-go golang-github-google-pprof-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,18 +25,8 @@ fi
 # pprof: built from Debian's google/pprof sources with Debian's Go, offline (GOPATH mode, the
 # sources and their dependencies are Debian packages). speedscope and playwright-core (which
 # drives Debian's chromium, above) from npm. Everything lands under target/tools.
+# (golang-go and golang-github-google-pprof-dev are in apt_pkgs above.)
 tools="$(cd "$(dirname "$0")/.." && pwd)/target/tools"
-viewer_pkgs=(golang-go golang-github-google-pprof-dev)
-missing=()
-for p in "${viewer_pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "install-deps: apt packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
 if [ ! -x "$tools/pprof" ]; then
     echo "install-deps: building pprof from /usr/share/gocode"
     mkdir -p "$tools"

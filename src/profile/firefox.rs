@@ -96,32 +96,21 @@ fn build(samples: &Samples, meta: &Meta) -> Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{Frame, Sample};
+    use crate::profile::one_stack;
 
     #[test]
     fn tables_and_categories() {
-        let mut s = Samples::default();
-        let foo = s.frame(Frame {
-            name: "py::foo:/a.py".into(),
-            kind: Kind::Python,
-            module: None,
-        });
-        let sys = s.frame(Frame {
-            name: "do_syscall_64".into(),
-            kind: Kind::Kernel,
-            module: None,
-        });
-        let stack = s.stack(&[sys, foo]);
-        let main = s.thread(5, 5, "python3");
-        let worker = s.thread(5, 6, "worker");
-        for (time, thread) in [(100, main), (200, worker), (300, main)] {
-            s.add(Sample {
-                time,
-                thread,
-                stack,
-                period: 1,
-            });
-        }
+        let s = one_stack(
+            &[
+                ("do_syscall_64", Kind::Kernel, None),
+                ("py::foo:/a.py", Kind::Python, None),
+            ],
+            &[
+                (100, (5, 5, "python3"), 1),
+                (200, (5, 6, "worker"), 1),
+                (300, (5, 5, "python3"), 1),
+            ],
+        );
         let meta = Meta {
             title: "python3 app.py".into(),
             interpreter: Some("CPython 3.15".into()),

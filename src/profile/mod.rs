@@ -180,6 +180,37 @@ pub struct Meta {
     pub interpreter: Option<String>,
 }
 
+/// Samples for tests: `frames` (name, kind, module) make one stack, innermost first; each of
+/// `samples` is (time, (pid, tid, thread name), period) on that stack.
+#[cfg(test)]
+pub(crate) fn one_stack(
+    frames: &[(&str, Kind, Option<&str>)],
+    samples: &[(u64, (i32, i32, &str), u64)],
+) -> Samples {
+    let mut s = Samples::default();
+    let ids: Vec<u32> = frames
+        .iter()
+        .map(|&(name, kind, module)| {
+            s.frame(Frame {
+                name: name.into(),
+                kind,
+                module: module.map(str::to_string),
+            })
+        })
+        .collect();
+    let stack = s.stack(&ids);
+    for &(time, (pid, tid, name), period) in samples {
+        let thread = s.thread(pid, tid, name);
+        s.add(Sample {
+            time,
+            thread,
+            stack,
+            period,
+        });
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -252,39 +252,25 @@ fn encode(samples: &Samples, meta: &Meta) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{Frame, Sample};
+    use crate::profile::one_stack;
 
     #[test]
     fn round_trip() {
-        let mut s = Samples::default();
-        let foo = s.frame(Frame {
-            name: "py::foo:/a.py".into(),
-            kind: Kind::Python,
-            module: None,
-        });
-        let libc = s.frame(Frame {
-            name: "malloc".into(),
-            kind: Kind::Native,
-            module: Some("libc.so.6".into()),
-        });
-        let stack = s.stack(&[libc, foo]);
-        let thread = s.thread(1, 1, "python3");
-        for time in 0..3 {
-            s.add(Sample {
-                time,
-                thread,
-                stack,
-                period: 7,
-            });
-        }
+        let s = one_stack(
+            &[
+                ("malloc", Kind::Native, Some("libc.so.6")),
+                ("py::foo:/a.py", Kind::Python, None),
+            ],
+            &[(0, (1, 1, "python3"), 7); 3],
+        );
         let p = Profile::decode(encode(&s, &Meta::default()).as_slice()).unwrap();
         let name = |i: i64| p.string_table[i as usize].as_str();
         assert_eq!(p.sample.len(), 1);
         assert_eq!(p.sample[0].value, vec![3, 21]);
-        assert_eq!(p.sample[0].location_id, vec![2, 1]);
-        let f = &p.function[p.location[0].line[0].function_id as usize - 1];
+        assert_eq!(p.sample[0].location_id, vec![1, 2]);
+        let f = &p.function[p.location[1].line[0].function_id as usize - 1];
         assert_eq!((name(f.name), name(f.filename)), ("py::foo", "/a.py"));
         assert_eq!(name(p.mapping[0].filename), "libc.so.6");
-        assert_eq!(p.location[1].mapping_id, 1);
+        assert_eq!((p.location[0].mapping_id, p.location[1].mapping_id), (1, 0));
     }
 }

@@ -85,29 +85,18 @@ fn string(out: &mut impl Write, s: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{Frame, Kind, Sample};
+    use crate::profile::{Kind, one_stack};
 
     #[test]
     fn valid_json_outermost_first() {
-        let mut s = Samples::default();
-        let foo = s.frame(Frame {
-            name: "py::foo:/a \"b\".py".into(),
-            kind: Kind::Python,
-            module: None,
-        });
-        let bar = s.frame(Frame {
-            name: "py::bar:/a.py".into(),
-            kind: Kind::Python,
-            module: None,
-        });
-        let stack = s.stack(&[foo, bar]);
-        let thread = s.thread(1, 1, "main");
-        s.add(Sample {
-            time: 1,
-            thread,
-            stack,
-            period: 9,
-        });
+        let s = one_stack(
+            &[
+                ("py::foo:/a \"b\".py", Kind::Python, None),
+                ("py::bar:/a.py", Kind::Python, None),
+            ],
+            &[(1, (1, 1, "main"), 9)],
+        );
+        let (foo, bar) = (0, 1);
         let mut out = Vec::new();
         write(&s, &Meta::default(), &mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

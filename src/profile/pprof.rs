@@ -9,7 +9,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use prost::Message;
 
-use super::{Kind, Meta, Samples};
+use super::{Frame, Kind, Meta, Samples};
 
 // The messages of pprof's profile.proto, written out with prost's derive rather than
 // generated: the schema is small and stable, and generating it would need protoc at build time.
@@ -133,6 +133,15 @@ impl Strings {
     }
 }
 
+/// The file a frame's code is in, for its mapping.
+fn module_of(frame: &Frame) -> Option<&str> {
+    match (frame.kind, frame.module.as_deref()) {
+        (_, Some(m)) => Some(m),
+        (Kind::Kernel, None) => Some("[kernel.kallsyms]"),
+        _ => None,
+    }
+}
+
 /// The gzipped profile of `samples`.
 pub fn write(samples: &Samples, meta: &Meta, out: impl Write) -> std::io::Result<()> {
     let mut gz = GzEncoder::new(out, Compression::default());
@@ -154,8 +163,22 @@ fn encode(samples: &Samples, meta: &Meta) -> Vec<u8> {
     let mut mapping = Vec::new();
     let mut functions: HashMap<(&str, Option<&str>), u64> = HashMap::new();
     let mut function = Vec::new();
+    // pprof takes the first mapping for the program's: user space before the kernel.
+    let mut ordered: Vec<&Frame> = samples.frames.iter().collect();
+    ordered.sort_by_key(|f| f.kind == Kind::Kernel);
     // Location i + 1 is frame i: one location per frame.
     let mut location = Vec::with_capacity(samples.frames.len());
+    for m in ordered.into_iter().filter_map(module_of) {
+        let next = mapping.len() as u64 + 1;
+        mappings.entry(m).or_insert_with(|| {
+            mapping.push(Mapping {
+                id: next,
+                filename: strings.id(m),
+                has_functions: true,
+            });
+            next
+        });
+    }
     for (i, frame) in samples.frames.iter().enumerate() {
         let (name, file) = frame.function_and_file();
         let next = function.len() as u64 + 1;
@@ -169,22 +192,7 @@ fn encode(samples: &Samples, meta: &Meta) -> Vec<u8> {
             });
             next
         });
-        let module = match (frame.kind, frame.module.as_deref()) {
-            (_, Some(m)) => Some(m),
-            (Kind::Kernel, None) => Some("[kernel.kallsyms]"),
-            _ => None,
-        };
-        let mapping_id = module.map_or(0, |m| {
-            let next = mapping.len() as u64 + 1;
-            *mappings.entry(m).or_insert_with(|| {
-                mapping.push(Mapping {
-                    id: next,
-                    filename: strings.id(m),
-                    has_functions: true,
-                });
-                next
-            })
-        });
+        let mapping_id = module_of(frame).map_or(0, |m| mappings[m]);
         location.push(Location {
             id: i as u64 + 1,
             mapping_id,

@@ -34,9 +34,14 @@ def _frame(line):
 def _records(lines):
     """(header, [(symbol, dso), ...] innermost first) for each record of ``perf script``."""
     header, frames = None, []
+    # The same return addresses come back sample after sample: each distinct line is parsed once.
+    parsed = {}
     for line in lines:
         if line.startswith("\t"):  # perf script indents callchain lines with a tab, only them
-            frame = _frame(line)
+            try:
+                frame = parsed[line]
+            except KeyError:
+                frame = parsed[line] = _frame(line)
             if frame is not None and header is not None:
                 frames.append(frame)
             continue

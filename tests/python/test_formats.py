@@ -204,20 +204,28 @@ def test_sample_counts_agree_across_formats(recording):
 
 
 @pytest.mark.parametrize("name,expected", [
-    ("p.pb.gz", ["p.pb.gz"]), ("p.speedscope.json", ["p.speedscope.json"]), ("p.json.gz", ["p.json.gz"]),
-    ("p.folded", ["p.folded"]), ("p.svg", ["p.folded", "p.svg"])])
-def test_report_format_from_extension(recording, tmp_path, name, expected):
-    """report of a kept recording writes the format -o's extension names, and only it."""
+    ("p.pb.gz", [("pprof", "p.pb.gz")]), ("p.speedscope.json", [("speedscope", "p.speedscope.json")]),
+    ("p.json.gz", [("firefox", "p.json.gz")]), ("p.folded", [("folded", "p.folded")]),
+    ("p.svg", [("svg", "p.svg"), ("folded", "p.folded")])])
+def test_format_from_extension(name, expected):
+    from perf_trampoline.formats import outputs
+
+    assert outputs(name, []) == expected
+    assert outputs(name, ["pprof", "svg"]) == [("svg", "p.svg"), ("pprof", "p.pb.gz")]
+
+
+def test_report_writes_pprof_for_pb_gz(recording, tmp_path):
+    """The issue's case: report -o x.pb.gz wrote an SVG into it; now pprof, and only it."""
     work, stem, _ = recording
+    interp = HOST[0]
     data = work / "kept.perf.data"
-    if not data.exists():
-        interp = HOST[0]
-        status, _, stderr = cli(interp, ["record", "--keep", "-o", str(work / "kept.svg"), "--"] + interp.python
-                                + [str(work / "seed_example.py"), "2000000"], work)
-        assert status == 0, stderr
-    status, _, stderr = cli(HOST[0], ["report", str(data), "-o", str(tmp_path / name)], work)
+    status, _, stderr = cli(interp, ["record", "--keep", "-o", str(work / "kept.svg"), "--"] + interp.python
+                            + [str(work / "seed_example.py"), "2000000"], work)
     assert status == 0, stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == expected
+    status, _, stderr = cli(interp, ["report", str(data), "-o", str(tmp_path / "p.pb.gz")], work)
+    assert status == 0, stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["p.pb.gz"]
+    assert "py::foo" in pprof("-top", str(tmp_path / "p.pb.gz"))
 
 
 @pytest.mark.parametrize("name", ["profile.pb", "profile.json", "profile"])

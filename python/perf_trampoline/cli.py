@@ -134,6 +134,8 @@ def main(argv=None):
     elif command:
         parser.error("only record takes a command (after --)")
     try:
+        if args.action in ("record", "report"):
+            formats.outputs(args.output, args.format)  # an output we cannot write: say so before any work
         if args.action == "record" and args.pid is not None:
             return record_pid(args, prog)
         return ACTIONS[args.action](args, prog)

@@ -278,3 +278,13 @@ def test_perf_script_reader_keeps_time_threads_and_kinds(tmp_path):
     by_name = {t["name"]: t["samples"] for t in threads}
     assert by_name["python"]["timeDeltas"] == [0.0] and by_name["worker thread"]["timeDeltas"] == [0.0002]
     assert by_name["python"]["threadCPUDelta"] == [1000] and by_name["worker thread"]["threadCPUDelta"] == [500]
+
+
+def test_record_refuses_an_unknown_extension_before_recording(tmp_path):
+    if not HOST:
+        pytest.skip("host-3.11 missing: run scripts/test-interpreters.sh")
+    status, stdout, stderr = cli(HOST[0], ["record", "-o", "x.pb", "--"] + HOST[0].python + ["-c", "print('ran')"],
+                                 tmp_path)
+    assert status == 2 and "ran" not in stdout
+    assert stderr.strip().splitlines() == [stderr.strip()] and "x.pb: no format has this extension" in stderr, stderr
+    assert list(tmp_path.iterdir()) == []

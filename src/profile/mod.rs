@@ -57,7 +57,7 @@ impl Frame {
     }
 }
 
-/// One thread of one process, under the name it had when first sampled.
+/// One thread of one process under one name (an exec or a rename starts another).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Thread {
     pub pid: i32,
@@ -87,7 +87,7 @@ pub struct Samples {
     pub samples: Vec<Sample>,
     frame_ids: HashMap<Frame, u32>,
     stack_ids: HashMap<Vec<u32>, u32>,
-    thread_ids: HashMap<(i32, i32), u32>,
+    thread_ids: HashMap<(i32, i32, String), u32>,
 }
 
 impl Samples {
@@ -113,17 +113,20 @@ impl Samples {
         i
     }
 
-    /// The index of thread `tid` of process `pid`; `name` names it when it is new.
+    /// The index of thread `tid` of process `pid` while it is called `name`.
     pub fn thread(&mut self, pid: i32, tid: i32, name: &str) -> u32 {
         let next = self.threads.len() as u32;
-        *self.thread_ids.entry((pid, tid)).or_insert_with(|| {
-            self.threads.push(Thread {
-                pid,
-                tid,
-                name: name.to_string(),
-            });
-            next
-        })
+        *self
+            .thread_ids
+            .entry((pid, tid, name.to_string()))
+            .or_insert_with(|| {
+                self.threads.push(Thread {
+                    pid,
+                    tid,
+                    name: name.to_string(),
+                });
+                next
+            })
     }
 
     pub fn add(&mut self, sample: Sample) {
@@ -233,7 +236,8 @@ mod tests {
         assert_eq!(s.stack(&[foo, bar]), st);
         assert_ne!(s.stack(&[bar]), st);
         let t = s.thread(1, 2, "main");
-        assert_eq!(s.thread(1, 2, "renamed"), t);
+        assert_eq!(s.thread(1, 2, "main"), t);
+        assert_ne!(s.thread(1, 2, "after exec"), t);
         for time in [10, 20, 30] {
             s.add(Sample {
                 time,

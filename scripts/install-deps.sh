@@ -2,8 +2,10 @@
 # Installs the host packages the build and the tests need (idempotent; fast when present).
 set -euo pipefail
 
-# qemu-user: isa-tests/extension.sh runs the foreign CPythons with it.
-apt_pkgs=(linux-perf mmdebstrap binutils binutils-multiarch chromium qemu-user)
+# qemu-user: isa-tests/extension.sh runs the foreign CPythons with it. golang-go and
+# golang-github-google-pprof-dev: the pprof tool, built below.
+apt_pkgs=(linux-perf mmdebstrap binutils binutils-multiarch chromium qemu-user golang-go
+          golang-github-google-pprof-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,3 +43,26 @@ if [ ! -x "$samply_root/bin/samply" ]; then
 fi
 exec 8>&-
 # --- end samply
+
+# --- Viewers of the profile formats, for tests/python/test_formats.py (issue 17) ---
+# pprof: built from Debian's google/pprof sources with Debian's Go, offline (GOPATH mode, the
+# sources and their dependencies are Debian packages). speedscope and playwright-core (which
+# drives Debian's chromium, above) from npm. Everything lands under target/tools.
+# (golang-go and golang-github-google-pprof-dev are in apt_pkgs above.)
+tools="$(cd "$(dirname "$0")/.." && pwd)/target/tools"
+if [ ! -x "$tools/pprof" ]; then
+    echo "install-deps: building pprof from /usr/share/gocode"
+    mkdir -p "$tools"
+    GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$tools/go-cache" GOFLAGS= \
+        go build -o "$tools/pprof" github.com/google/pprof
+fi
+if ! command -v npm >/dev/null; then
+    echo "install-deps: apt packages: npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+if [ ! -d "$tools/npm/node_modules/speedscope" ] || [ ! -d "$tools/npm/node_modules/playwright-core" ]; then
+    echo "install-deps: npm packages: speedscope playwright-core"
+    mkdir -p "$tools/npm"
+    npm install --silent --no-audit --no-fund --prefix "$tools/npm" speedscope@1.25.0 playwright-core@1.65.1 >/dev/null
+fi
+# --- end of the viewers ---

@@ -34,6 +34,10 @@ mod perfdata;
 #[cfg(feature = "perf-unwind")]
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 mod inject;
+// The samples model and the output formats `record/report` write (Firefox, speedscope, pprof).
+#[cfg(feature = "perf-unwind")]
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod profile;
 #[cfg(feature = "python")]
 mod python;
 mod registry;

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from . import attach, modes
+from . import attach, formats, modes
 from .clean import clean
 from .console import Failure, say
 from .doctor import doctor
@@ -23,9 +23,14 @@ def _parser(prog):
     sub.required = True
 
     def outputs(p):
-        p.add_argument("-o", "--output", default="flamegraph.svg",
-                       help="the flame graph (default: flamegraph.svg); the folded stacks go beside it, "
-                            "with .folded for .svg")
+        p.add_argument("-o", "--output", default=formats.DEFAULT_OUTPUT,
+                       help="the output (default: %s); its extension chooses the format: %s; "
+                            "an SVG brings its folded stacks along. With --format: the name the formats' "
+                            "extensions are added to" % (formats.DEFAULT_OUTPUT, ", ".join(
+                                "%s %s" % (ext, what) for ext, what in formats.FORMATS.values())))
+        p.add_argument("--format", action="append", choices=list(formats.FORMATS), metavar="FORMAT",
+                       help="write this format (%s; again for several): svg flame graph, folded stacks, "
+                            "firefox (Firefox Profiler), speedscope, pprof" % "|".join(formats.FORMATS))
         p.add_argument("--native", action="store_true",
                        help="keep every native frame in the stacks (default: Python frames only)")
         p.add_argument("--top", type=int, default=10, metavar="N", help="rows of the top-functions tables")
@@ -136,6 +141,8 @@ def main(argv=None):
     elif command:
         parser.error("only record takes a command (after --)")
     try:
+        if args.action in ("record", "report"):
+            formats.outputs(args.output, args.format)  # an output we cannot write: say so before any work
         if args.action == "record" and args.pid is not None:
             return record_pid(args, prog)
         return ACTIONS[args.action](args, prog)

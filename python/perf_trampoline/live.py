@@ -79,7 +79,7 @@ def record_pid(args, prog):
     if answer.get("already") and mode.backend not in answer.get("backend", "").split(","):
         say("warning: process %d writes %s, not the %s that --mode %s reads: its Python functions may stay unnamed"
             % (pid, answer.get("backend"), mode.backend, mode.name))
-    session = Session(perf, args.output)
+    session = Session(perf, args.output, args.format)
     data = os.path.join(session.work, "perf.data")
     copies = host_copies.HostCopies()
     kept = args.keep  # the copies too: the kept recording needs them

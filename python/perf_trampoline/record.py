@@ -15,7 +15,7 @@ from .session import Session, unlink
 def record(args, prog):
     command = args.command
     if not command:
-        raise Failure("record needs a command: %s record [-o out.svg] -- python app.py [args ...]" % prog)
+        raise Failure("record needs a command: %s record [-o out.svg] [--format FORMAT] -- python app.py [args ...]" % prog)
     _check_target(command)
     python = interpreter.python_of(command)
     probe = interpreter.probe_python(python, os.environ) if python else None
@@ -43,9 +43,10 @@ def record(args, prog):
         say(note)
     say("mode %s (%s): %s" % (mode.name, mode.summary, why))
 
-    session = Session(perf, args.output)
+    session = Session(perf, args.output, args.format)
+    runs_on = "CPython %s %s" % (probe["version"], probe["executable"]) if probe and "version" in probe else None
     if mode.name == "unwind":
-        return _record_streaming(args, prog, perf, mode, env, chosen, session)
+        return _record_streaming(args, prog, perf, mode, env, chosen, session, runs_on)
     if args.duration is not None:
         raise Failure("--duration is for the unwind mode (the default)")
     data = os.path.join(session.work, "perf.data")
@@ -70,7 +71,7 @@ def record(args, prog):
         elif returncode != 0:
             say("the target %s" % _describe(returncode))
 
-        status, keep_outputs = process(session, data, mode, args, _title(command), prog)
+        status, keep_outputs = process(session, data, mode, args, _title(command), prog, interpreter=runs_on)
         if status is not None:
             return status
         return _status_of(returncode)
@@ -80,7 +81,7 @@ def record(args, prog):
         session.close()
 
 
-def _record_streaming(args, prog, perf, mode, env, chosen, session):
+def _record_streaming(args, prog, perf, mode, env, chosen, session, interpreter):
     """The unwind mode: perf's output unwound as it is written, no perf.data on disk unless
     --keep (streaming.py says why)."""
     command = args.command
@@ -111,7 +112,7 @@ def _record_streaming(args, prog, perf, mode, env, chosen, session):
             say("recording stopped by %s; the target %s" % (rec.stopped_by, _describe(returncode)))
         elif returncode != 0:
             say("the target %s" % _describe(returncode))
-        session.write(rec.profile, "%s (%s mode)" % (_title(command), mode.name), args.top)
+        session.write(rec.profile, "%s (%s mode)" % (_title(command), mode.name), args.top, interpreter=interpreter)
         if kept:
             # perf's own DWARF unwinder stops at the trampolines (no CFI): ours reads it again.
             say("kept %s (perf's pipe format) and the perf maps it needs: %s report %s"
@@ -121,7 +122,7 @@ def _record_streaming(args, prog, perf, mode, env, chosen, session):
         if not kept:
             session.remove_outputs()
         session.close()
-def process(session, data, mode, args, title, prog, note=None):
+def process(session, data, mode, args, title, prog, note=None, interpreter=None):
     """Draws the flame graph of the recording ``data`` and prints the top functions (with
     ``note`` under them); returns (exit status when processing failed else None, whether the
     recording and the outputs it needs were kept)."""
@@ -134,13 +135,13 @@ def process(session, data, mode, args, title, prog, note=None):
                 session.scan(data)
                 samples_from = session.inject(data, keep_jitted=args.keep)
                 profile = session.read(samples_from, args.native)
-            session.write(profile, "%s (%s mode)" % (title, mode.name), args.top, note)
+            session.write(profile, "%s (%s mode)" % (title, mode.name), args.top, note, interpreter)
     except (KeyboardInterrupt, Failure) as e:
         # The recording is all there: keep it, and what perf needs to read it, for `report`.
         kept = _keep(data, session.stem + ".perf.data")
-        say("%s; the recording is kept in %s (and the perf maps or jitdumps it needs); finish with: %s report %s -o %s"
+        say("%s; the recording is kept in %s (and the perf maps or jitdumps it needs); finish with: %s report %s -o %s%s"
             % ("interrupted" if isinstance(e, KeyboardInterrupt) else e, kept, prog, shlex.quote(kept),
-               shlex.quote(session.svg)))
+               shlex.quote(session.output), "".join(" --format " + f for f in session.chosen)))
         return (130 if isinstance(e, KeyboardInterrupt) else e.status), True
     if not args.keep:
         return None, False

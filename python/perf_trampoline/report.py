@@ -12,7 +12,7 @@ def report(args, prog):
     data = os.path.abspath(args.data)
     if not os.path.isfile(data):
         raise Failure("%s: no such file (record one with `%s record -- python app.py`)" % (args.data, prog))
-    session = Session(machine.find_perf()[0], args.output)
+    session = Session(machine.find_perf()[0], args.output, args.format)
     try:
         with on_signals(interrupt):
             try:

@@ -1,6 +1,6 @@
 """One recording turned into a profile: its processes and jitdumps found, perf inject run when
-it needs it, its samples folded (through perf script or our own unwinder), and the flame graph,
-folded stacks and top table written, all with a scratch directory beside the output."""
+it needs it, its samples read (through perf script or our own unwinder), and the chosen
+formats (formats.py) and the top table written, all with a scratch directory beside the output."""
 
 import os
 import re
@@ -9,10 +9,10 @@ import subprocess
 import sys
 import tempfile
 
-from . import _native, host_copies, injection, namespaces, unwound
+from . import _native, formats, host_copies, injection, namespaces, unwound
 from .console import Failure, Progress, say, size
 from .machine import run_perf
-from .stacks import Profile
+from .stacks import FIELDS, Profile, read_perf_script
 
 # "... PERF_RECORD_MMAP2 123/123: [...]: r-xp /tmp/jit-123.dump" and the like.
 _DUMP = re.compile(r"PERF_RECORD_MMAP2? .*\]: \S+ (?P<path>.*/jit-(?P<pid>\d+)\.dump)$")
@@ -22,17 +22,18 @@ _PIDS = re.compile(r"PERF_RECORD_COMM.*:(?P<comm_pid>\d+)/\d+$|PERF_RECORD_FORK\
 
 
 class Session:
-    """Turns one recording into a flame graph, with a scratch directory beside the output;
-    ``close()`` removes it."""
+    """Turns one recording into the files of the chosen formats (``-o output``, ``--format``
+    ``chosen``), with a scratch directory beside them; ``close()`` removes it."""
 
-    def __init__(self, perf, svg):
+    def __init__(self, perf, output, chosen=None):
         self.perf = perf
-        self.svg = os.path.abspath(svg)
-        if not os.path.isdir(os.path.dirname(self.svg)):
-            raise Failure("%s: its directory does not exist" % svg)
-        self.stem = self.svg[:-4] if self.svg.endswith(".svg") else self.svg
-        self.folded = self.stem + ".folded"
-        self.work = tempfile.mkdtemp(prefix=".perf-trampoline-", dir=os.path.dirname(self.svg))
+        self.output = os.path.abspath(output)
+        self.outputs = formats.outputs(self.output, chosen)
+        if not os.path.isdir(os.path.dirname(self.output)):
+            raise Failure("%s: its directory does not exist" % output)
+        self.stem = formats.stem(self.output)
+        self.chosen = chosen or []
+        self.work = tempfile.mkdtemp(prefix=".perf-trampoline-", dir=os.path.dirname(self.output))
         self.pids = set()   # every process of the recording
         self.dumps = set()  # their jitdumps (the jit markers in the recording)
         self.executables = set()  # (pid, path) of each file mapped executable
@@ -78,17 +79,17 @@ class Session:
 
     def read(self, data, native):
         """Folds the samples of ``data`` (perf script) into a Profile."""
-        profile = Profile(native)
+        samples = _native.Samples()
         progress = Progress("perf script")
         with tempfile.TemporaryFile() as err:
             # --no-inline: without addr2line (sid's root has none) perf 7.2 sometimes stops
             # unwinding at the first trampoline while looking for inlined frames.
             proc = subprocess.Popen(
-                [self.perf, "script", "-i", data, "-F", "comm,pid,tid,ip,sym,dso", "--max-stack", "1024", "--no-inline"],
+                [self.perf, "script", "-i", data, "-F", FIELDS, "--ns", "--max-stack", "1024", "--no-inline"],
                 stdout=subprocess.PIPE, stderr=err, encoding="utf-8", errors="replace",
                 preexec_fn=namespaces.keep_perf_in_our_mounts)
             try:
-                profile.add_perf_script(self._ticking(proc.stdout, progress, profile))
+                read_perf_script(self._ticking(proc.stdout, progress, samples), samples)
             except BaseException:
                 proc.kill()
                 raise
@@ -99,6 +100,8 @@ class Session:
                 err.seek(0)
                 raise Failure("perf script failed (status %d): %s"
                               % (proc.returncode, err.read().decode(errors="replace")[-2000:]))
+        profile = Profile(native)
+        profile.add_samples(samples)
         progress.done("%d samples" % profile.samples)
         return profile
 
@@ -117,25 +120,33 @@ class Session:
         return profile
 
     @staticmethod
-    def _ticking(lines, progress, profile):
+    def _ticking(lines, progress, samples):
         for n, line in enumerate(lines):
             if n % 4096 == 0:
-                progress.tick("%d samples" % profile.samples)
+                progress.tick("%d samples" % len(samples))
             yield line
 
-    def write(self, profile, title, top, note=None):
-        """Writes the flame graph and the folded stacks, prints the top functions (and
-        ``note``, which the flame graph's title carries too); False when there was nothing
-        to draw."""
+    def write(self, profile, title, top, note=None, interpreter=None):
+        """Writes the chosen formats, prints the top functions (and ``note``, which the flame
+        graph's title carries too); False when there was nothing to draw. ``interpreter``
+        goes into the formats that keep it."""
         if not profile.samples:
             say("no samples: nothing to draw")
             return False
         from ._native import flamegraph_svg
 
         folded = profile.folded()
-        write_atomically(self.svg, flamegraph_svg(folded, title + (" - " + note if note else "")))
-        write_atomically(self.folded, folded)
-        say("wrote %s (flame graph) and %s (folded stacks)" % (self.svg, self.folded))
+        for name, path in self.outputs:
+            try:
+                if name == "svg":
+                    write_atomically(path, flamegraph_svg(folded, title + (" - " + note if note else "")))
+                elif name == "folded":
+                    write_atomically(path, folded)
+                else:
+                    profile.model.write(name, path, title, interpreter)
+            except OSError as e:
+                raise Failure("%s: %s" % (path, e.strerror or e)) from None
+        say("wrote " + ", ".join(formats.describe(name, path) for name, path in self.outputs))
         if not profile.in_python:
             say("warning: no sample is in a Python function: was perf-trampoline on in the target "
                 "(PERF_TRAMPOLINE=perf or perf_jit), and are its /tmp/perf-<pid>.map or jit-<pid>.dump files still there?")

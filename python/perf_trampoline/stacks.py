@@ -1,5 +1,6 @@
-"""Reads ``perf script`` output: each sample's frames, the Python call chains in them, and
-their folded stacks and per-function counts for flame graphs.
+"""Reads ``perf script`` output: each sample's thread, time and frames (into the samples model
+every output is written from, ``_native.Samples``), the Python call chains in them, and the
+folded stacks and per-function counts of flame graphs and the top table.
 
     perf script -i perf.data | python -m perf_trampoline.stacks [--top N]
 
@@ -10,37 +11,68 @@ import collections
 import re
 import sys
 
-# "comm pid/tid" as `perf script -F comm,pid,tid,ip,sym,dso` prints it; comm may hold spaces.
-_COMM_PID = re.compile(r"^\s*(?P<comm>.*?)\s+-?\d+/-?\d+\s*$")
+# The fields a sample's header needs, and the header `perf script -F` + FIELDS prints:
+# "comm pid/tid[ seconds.fraction:[ period]]"; comm may hold spaces.
+FIELDS = "comm,pid,tid,time,period,ip,sym,dso"
+_HEADER = re.compile(r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d+)/(?P<tid>-?\d+)"
+                     r"(?:\s+(?P<sec>\d+)\.(?P<frac>\d+):(?:\s+(?P<period>\d+))?)?\s*$")
 
 
-def _symbol(line):
-    """The symbol of one callchain line, "<addr> <symbol>[+0x<off>] (<dso>)"; None if the line
-    is not one. The symbol may contain spaces, the dso is last."""
+def _frame(line):
+    """(symbol, dso) of one callchain line, "<addr> <symbol>[+0x<off>] (<dso>)"; None if the
+    line is not one. The symbol may contain spaces, the dso is last."""
     parts = line.split(None, 1)
     if len(parts) < 2:
         return None
-    sym = parts[1].rsplit(" (", 1)[0]
+    sym, _, dso = parts[1].rstrip("\r\n").rpartition(" (")
+    if not _:
+        sym, dso = parts[1].rstrip("\r\n"), ""
     plus = sym.rfind("+0x")
-    return sym[:plus] if plus > 0 else sym
+    return (sym[:plus] if plus > 0 else sym), dso[:-1] if dso.endswith(")") else dso
 
 
-def records(lines):
-    """Yields (header, [symbol, ...] innermost first) for each record of ``perf script``
-    output given as lines: samples, and the one-line side-band events that
-    ``--show-task-events`` / ``--show-mmap-events`` put between them (with no frames)."""
+def _records(lines):
+    """(header, [(symbol, dso), ...] innermost first) for each record of ``perf script``."""
     header, frames = None, []
+    # The same return addresses come back sample after sample: each distinct line is parsed once.
+    parsed = {}
     for line in lines:
         if line.startswith("\t"):  # perf script indents callchain lines with a tab, only them
-            sym = _symbol(line)
-            if sym is not None and header is not None:
-                frames.append(sym)
+            try:
+                frame = parsed[line]
+            except KeyError:
+                frame = parsed[line] = _frame(line)
+            if frame is not None and header is not None:
+                frames.append(frame)
             continue
         if header is not None:
             yield header, frames
         header, frames = line.rstrip("\r\n") or None, []
     if header is not None:
         yield header, frames
+
+
+def records(lines):
+    """Yields (header, [symbol, ...] innermost first) for each record of ``perf script``
+    output given as lines: samples, and the one-line side-band events that
+    ``--show-task-events`` / ``--show-mmap-events`` put between them (with no frames)."""
+    for header, frames in _records(lines):
+        yield header, [sym for sym, _ in frames]
+
+
+def read_perf_script(lines, into=None):
+    """The ``_native.Samples`` of every sample of ``perf script -F FIELDS`` output (added to
+    ``into`` when given). Without time or period fields, samples get time 0 and period 1."""
+    from ._native import Samples
+
+    into = Samples() if into is None else into
+    for header, frames in _records(lines):
+        m = _HEADER.match(header)
+        if m and "PERF_RECORD_" not in header:
+            time = int(m.group("sec")) * 10**9 + int(m.group("frac").ljust(9, "0")[:9]) if m.group("sec") else 0
+            into.add_perf_script(int(m.group("pid")), int(m.group("tid")), m.group("comm").replace(";", ":"),
+                                 time, int(m.group("period") or 1), frames)
+    return into
 
 
 def samples(perf_script_text):
@@ -91,6 +123,7 @@ class Profile:
         self.total = collections.Counter()
         self.samples = 0
         self.in_python = 0
+        self.model = None  # the _native.Samples counted, for the formats written from it
 
     def add(self, comm, symbols, count=1):
         """Counts ``count`` samples of thread ``comm`` whose frames are ``symbols``, innermost first."""
@@ -111,11 +144,14 @@ class Profile:
         self.stacks[";".join([comm] + [s.replace(";", ":") for s in reversed(shown)])] += count
 
     def add_perf_script(self, lines):
-        """Counts every sample of ``perf script -F comm,pid,tid,ip,sym,dso`` output."""
-        for header, frames in records(lines):
-            m = _COMM_PID.match(header)
-            if m and "PERF_RECORD_" not in header:
-                self.add(m.group("comm").replace(";", ":"), frames)
+        """Counts every sample of ``perf script -F FIELDS`` output."""
+        self.add_samples(read_perf_script(lines))
+
+    def add_samples(self, samples):
+        """Counts every sample of a ``_native.Samples``."""
+        self.model = samples
+        for thread, frames, count in samples.folded():
+            self.add(thread, frames, count)
 
     def folded(self):
         return "".join("%s %d\n" % (stack, n) for stack, n in sorted(self.stacks.items()))

@@ -24,8 +24,6 @@ def read(data, native, tick, moved=None):
 
 def profile_of(result, native):
     """The Profile of what ``unwind_perf_data`` or ``unwind_perf_stream`` returned."""
-    names = result["names"]
     profile = Profile(native)
-    for comm, frames, count in result["stacks"]:
-        profile.add(names[comm], [names[i] for i in frames], count)
+    profile.add_samples(result["profile"])
     return profile

@@ -10,7 +10,7 @@ pub(crate) mod stream;
 mod symbols;
 
 use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
@@ -25,6 +25,7 @@ use linux_perf_data::linux_perf_event_reader::{
 };
 use linux_perf_data::{PerfFileReader, PerfFileRecord};
 
+use crate::profile::{self, Frame, Kind, Samples};
 use crate::registry::{DEFAULT_DIR, OutputKind};
 use elf::ElfFile;
 use process::{Backing, Mapping, Process};
@@ -36,13 +37,10 @@ const MAX_FRAMES: usize = 1024;
 const CONTEXT_MAX: u64 = -4095i64 as u64;
 const CONTEXT_KERNEL: u64 = -128i64 as u64;
 
-/// Samples folded by stack, with the names their frames refer to.
+/// Every sample, unwound and named.
 #[derive(Default)]
 pub struct Unwound {
-    /// Every frame name and thread name the stacks use.
-    pub names: Vec<String>,
-    /// (thread name, frames innermost first, samples), indices into `names`.
-    pub stacks: Vec<(u32, Vec<u32>, u64)>,
+    pub profile: Samples,
     pub samples: u64,
     /// Every process of the recording.
     pub pids: BTreeSet<i32>,
@@ -256,16 +254,36 @@ struct State {
     next_mapping: u64,
     /// Frame names by (mapping id, or pid for unmapped addresses, and address).
     frame_names: HashMap<(u64, u64), u32>,
-    /// Frames in anonymous memory, named by `finish`: (index into `out.names`, the pid whose
+    /// Frames in anonymous memory, named by `finish`: (index into `names`, the pid whose
     /// perf map names the memory, the sample's pid, address). The perf maps grow while the
     /// program runs, and a recording read as it is made would otherwise see them half written.
     unnamed: Vec<(u32, Option<i32>, i32, u64)>,
     /// Samples perf dropped because its buffers were full (reader or disk too slow).
     lost: u64,
     interned: HashMap<String, u32>,
-    stacks: HashMap<(u32, Vec<u32>), u64>,
+    /// Every frame name and thread name the samples use (indices in `stacks` and `samples`).
+    names: Vec<String>,
+    /// Kernel frames and the module of native ones, by name index (Python and unnamed
+    /// frames are told apart once named).
+    kernel_names: HashSet<u32>,
+    modules: HashMap<u32, Arc<str>>,
+    /// Distinct stacks (name indices, innermost first) and their indices.
+    stacks: HashMap<Vec<u32>, u32>,
+    /// Every sample, named by `finish`: 32 bytes each (a minute of 4 busy threads at 999 Hz
+    /// is 8 MB), so the formats with timelines have each sample's time and thread.
+    samples: Vec<RawSample>,
     addrs: Vec<u64>,
     out: Unwound,
+}
+
+/// A sample as read, before the perf maps name its Python frames.
+struct RawSample {
+    time: u64,
+    period: u64,
+    pid: i32,
+    tid: i32,
+    comm: u32,
+    stack: u32,
 }
 
 impl State {
@@ -273,8 +291,8 @@ impl State {
         if let Some(&i) = self.interned.get(name) {
             return i;
         }
-        let i = self.out.names.len() as u32;
-        self.out.names.push(name.to_string());
+        let i = self.names.len() as u32;
+        self.names.push(name.to_string());
         self.interned.insert(name.to_string(), i);
         i
     }
@@ -370,7 +388,16 @@ impl State {
         let mut frames = Vec::new();
         self.kernel_frames(s, &mut frames);
         self.user_frames(pid, s, &mut frames);
-        *self.stacks.entry((comm, frames)).or_default() += 1;
+        let next = self.stacks.len() as u32;
+        let stack = *self.stacks.entry(frames).or_insert(next);
+        self.samples.push(RawSample {
+            time: s.timestamp.unwrap_or(0),
+            period: s.period.unwrap_or(1),
+            pid,
+            tid,
+            comm,
+            stack,
+        });
     }
 
     /// The kernel part of perf's callchain, innermost first.
@@ -386,7 +413,9 @@ impl State {
             if in_kernel && frames.len() < MAX_FRAMES {
                 let kernel = self.kernel.get_or_insert_with(symbols::read_kallsyms);
                 let name = kernel.lookup(addr).unwrap_or("[kernel]").to_string();
-                frames.push(self.intern(&name));
+                let name = self.intern(&name);
+                self.kernel_names.insert(name);
+                frames.push(name);
             }
         }
     }
@@ -435,24 +464,25 @@ impl State {
         if let Some(&name) = self.frame_names.get(&key) {
             return name;
         }
-        let name = match mapping.map(|m| m.backing) {
+        let (name, module): (String, Arc<str>) = match mapping.map(|m| m.backing) {
             Some(Backing::Elf(file, bias)) => match file.symbols.lookup(addr.wrapping_sub(bias)) {
-                Some(sym) => sym.to_string(),
-                None => format!("[{}]", file.name),
+                Some(sym) => (sym.to_string(), file.name.as_str().into()),
+                None => (format!("[{}]", file.name), file.name.as_str().into()),
             },
-            Some(Backing::Opaque(name)) => format!("[{name}]"),
+            Some(Backing::Opaque(name)) => (format!("[{name}]"), name),
             Some(Backing::PerfMap(owner)) => return self.name_later(Some(owner), pid, key, addr),
             None => return self.name_later(None, pid, key, addr),
         };
         let name = self.intern(&name);
+        self.modules.entry(name).or_insert(module);
         self.frame_names.insert(key, name);
         name
     }
 
     /// A name slot for a frame `finish` names from the perf maps.
     fn name_later(&mut self, owner: Option<i32>, pid: i32, key: (u64, u64), addr: u64) -> u32 {
-        let name = self.out.names.len() as u32;
-        self.out.names.push(String::new());
+        let name = self.names.len() as u32;
+        self.names.push(String::new());
         self.unnamed.push((name, owner, pid, addr));
         self.frame_names.insert(key, name);
         name
@@ -486,7 +516,7 @@ impl State {
             let found = owner
                 .and_then(|owner| self.perf_map_symbol(owner, addr))
                 .or_else(|| self.perf_map_symbol(pid, addr));
-            self.out.names[name as usize] = found.unwrap_or_else(|| "[unknown]".to_string());
+            self.names[name as usize] = found.unwrap_or_else(|| "[unknown]".to_string());
         }
         let mut missing: Vec<i32> = self
             .perf_maps
@@ -505,12 +535,47 @@ impl State {
                 list.join(", ")
             ));
         }
-        self.out.stacks = self
-            .stacks
-            .into_iter()
-            .map(|((comm, frames), n)| (comm, frames, n))
-            .collect();
+        self.out.profile = self.profile();
         self.out
+    }
+
+    /// The samples with their frames named, in the model the output formats are written from.
+    fn profile(&mut self) -> Samples {
+        let mut profile = Samples::default();
+        let mut frames: Vec<Option<u32>> = vec![None; self.names.len()];
+        let mut stacks: Vec<(&Vec<u32>, u32)> = self.stacks.iter().map(|(f, &i)| (f, i)).collect();
+        stacks.sort_unstable_by_key(|&(_, i)| i);
+        let mut renamed = Vec::with_capacity(stacks.len());
+        let mut frame_ids = Vec::new();
+        for (names, _) in stacks {
+            frame_ids.clear();
+            for &n in names {
+                let id = *frames[n as usize].get_or_insert_with(|| {
+                    let name = self.names[n as usize].clone();
+                    let kind = if self.kernel_names.contains(&n) {
+                        Kind::Kernel
+                    } else if name.starts_with("py::") {
+                        Kind::Python
+                    } else {
+                        Kind::Native
+                    };
+                    let module = self.modules.get(&n).map(|m| m.to_string());
+                    profile.frame(Frame { name, kind, module })
+                });
+                frame_ids.push(id);
+            }
+            renamed.push(profile.stack(&frame_ids));
+        }
+        for s in std::mem::take(&mut self.samples) {
+            let thread = profile.thread(s.pid, s.tid, &self.names[s.comm as usize]);
+            profile.add(profile::Sample {
+                time: s.time,
+                thread,
+                stack: renamed[s.stack as usize],
+                period: s.period,
+            });
+        }
+        profile
     }
 }
 

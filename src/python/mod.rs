@@ -14,6 +14,7 @@ mod hook;
 mod hot;
 mod inject;
 mod probe;
+mod profile;
 mod stack_guard;
 mod state;
 mod unwind;
@@ -117,6 +118,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(unwind::unwind_perf_data, m)?)?;
     m.add_function(wrap_pyfunction!(unwind::unwind_perf_stream, m)?)?;
     m.add_function(wrap_pyfunction!(unwind::perf_data_has_user_stacks, m)?)?;
+    m.add_class::<profile::Samples>()?;
+    m.add("PROFILE_FORMATS", profile::FORMATS.to_vec())?;
     m.add_function(wrap_pyfunction!(files::output_dir, m)?)?;
     m.add_function(wrap_pyfunction!(files::output_path, m)?)?;
     m.add_function(wrap_pyfunction!(files::parse_output_name, m)?)?;

@@ -7,12 +7,12 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::profile::Samples;
 use crate::perfdata::{self, Error, Progress, Unwound};
 
 /// Unwinds every sample of the recording at `path` (made with `--call-graph dwarf`).
 /// `tick(samples_so_far, bytes_read)` is called now and then; what it raises (and Ctrl-C)
-/// stops the work. Returns a dict: `names`, `stacks` as `(thread name, frames innermost
-/// first, samples)` with indices into `names`, `samples`, `pids` (every process of the
+/// stops the work. Returns a dict: `profile` (the Samples), `samples` (how many), `pids` (every process of the
 /// recording), `notes` (perf maps missing or refused, a recording cut short). Raises
 /// `ValueError` when the file is not a perf.data file we can read. `moved` maps `(pid, path)`
 /// of a file the recording maps to where to read it instead (a container's, through its root).
@@ -70,8 +70,7 @@ pub(super) fn call_tick(tick: &Py<PyAny>, p: Progress) -> PyResult<()> {
 fn to_dict(py: Python<'_>, unwound: Result<Unwound, Error<PyErr>>) -> PyResult<Bound<'_, PyDict>> {
     let unwound = unwound.map_err(py_error)?;
     let d = PyDict::new(py);
-    d.set_item("names", unwound.names)?;
-    d.set_item("stacks", unwound.stacks)?;
+    d.set_item("profile", Samples(unwound.profile))?;
     d.set_item("samples", unwound.samples)?;
     d.set_item("pids", unwound.pids)?;
     d.set_item("notes", unwound.notes)?;

@@ -14,7 +14,22 @@ pub fn write(samples: &Samples, meta: &Meta, out: impl Write) -> io::Result<()> 
         "{{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",\"exporter\":\"perf-trampoline\",\"name\":"
     )?;
     string(&mut out, &meta.title)?;
-    write!(out, ",\"activeProfileIndex\":0,\"shared\":{{\"frames\":[")?;
+    let mut by_thread: Vec<Vec<usize>> = vec![Vec::new(); samples.threads.len()];
+    for (i, s) in samples.samples.iter().enumerate() {
+        by_thread[s.thread as usize].push(i);
+    }
+    by_thread.retain(|indices| !indices.is_empty());
+    let totals: Vec<u64> = by_thread
+        .iter()
+        .map(|indices| indices.iter().map(|&i| samples.samples[i].period).sum())
+        .collect();
+    // speedscope opens on one profile: the busiest thread's, not whichever process perf saw
+    // first (often the shell or the exec before the program runs).
+    let busiest = (0..totals.len()).max_by_key(|&p| totals[p]).unwrap_or(0);
+    write!(
+        out,
+        ",\"activeProfileIndex\":{busiest},\"shared\":{{\"frames\":["
+    )?;
     for (i, frame) in samples.frames.iter().enumerate() {
         let (name, file) = frame.function_and_file();
         out.write_all(if i == 0 {
@@ -30,20 +45,11 @@ pub fn write(samples: &Samples, meta: &Meta, out: impl Write) -> io::Result<()> 
         out.write_all(b"}")?;
     }
     out.write_all(b"]},\"profiles\":[")?;
-    let mut by_thread: Vec<Vec<usize>> = vec![Vec::new(); samples.threads.len()];
-    for (i, s) in samples.samples.iter().enumerate() {
-        by_thread[s.thread as usize].push(i);
-    }
-    let mut first = true;
-    for (thread, indices) in samples.threads.iter().zip(&by_thread) {
-        if indices.is_empty() {
-            continue;
-        }
-        if !first {
+    for (p, (indices, total)) in by_thread.iter().zip(&totals).enumerate() {
+        if p > 0 {
             out.write_all(b",")?;
         }
-        first = false;
-        let total: u64 = indices.iter().map(|&i| samples.samples[i].period).sum();
+        let thread = &samples.threads[samples.samples[indices[0]].thread as usize];
         out.write_all(b"{\"type\":\"sampled\",\"name\":")?;
         string(
             &mut out,
@@ -106,5 +112,29 @@ mod tests {
             serde_json::json!([bar, foo])
         );
         assert_eq!(v["profiles"][0]["endValue"], 9);
+    }
+
+    #[test]
+    fn opens_on_the_busiest_thread() {
+        let s = one_stack(
+            &[("py::foo:/a.py", Kind::Python, None)],
+            &[
+                (1, (7, 7, "sh"), 5),
+                (2, (8, 8, "python"), 4),
+                (3, (8, 8, "python"), 4),
+            ],
+        );
+        let mut out = Vec::new();
+        write(&s, &Meta::default(), &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let active = v["activeProfileIndex"].as_u64().unwrap() as usize;
+        assert!(
+            v["profiles"][active]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("python"),
+            "{v}"
+        );
+        assert_eq!(v["profiles"][active]["endValue"], 8);
     }
 }

@@ -47,14 +47,21 @@ exec 8>&-
 # --- Viewers of the profile formats, for tests/python/test_formats.py (issue 17) ---
 # pprof: built from Debian's google/pprof sources with Debian's Go, offline (GOPATH mode, the
 # sources and their dependencies are Debian packages). speedscope and playwright-core (which
-# drives Debian's chromium, above) from npm. Everything lands under target/tools.
-# (golang-go and golang-github-google-pprof-dev are in apt_pkgs above.)
-tools="$(cd "$(dirname "$0")/.." && pwd)/target/tools"
+# drives Debian's chromium, above) from npm. Built once into the shared cache, in a directory
+# named for the versions, and reached from the checkout as target/tools (a link): a fresh clone
+# does not build them again. (golang-go and golang-github-google-pprof-dev are in apt_pkgs.)
+speedscope_version=1.25.0
+playwright_version=1.65.1
+pprof_version=$(dpkg-query -W -f='${Version}' golang-github-google-pprof-dev)
+tools=${PERF_TRAMPOLINE_CACHE:-$HOME/.cache/perf-trampoline}/viewers-pprof-$pprof_version-speedscope-$speedscope_version-playwright-$playwright_version
+mkdir -p "$tools"
+exec 9>"$tools.lock"   # two checkouts setting up at once build them once
+flock 9
 if [ ! -x "$tools/pprof" ]; then
     echo "install-deps: building pprof from /usr/share/gocode"
-    mkdir -p "$tools"
     GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$tools/go-cache" GOFLAGS= \
-        go build -o "$tools/pprof" github.com/google/pprof
+        go build -o "$tools/pprof.new" github.com/google/pprof
+    mv "$tools/pprof.new" "$tools/pprof"
 fi
 if ! command -v npm >/dev/null; then
     echo "install-deps: apt packages: npm"
@@ -63,6 +70,14 @@ fi
 if [ ! -d "$tools/npm/node_modules/speedscope" ] || [ ! -d "$tools/npm/node_modules/playwright-core" ]; then
     echo "install-deps: npm packages: speedscope playwright-core"
     mkdir -p "$tools/npm"
-    npm install --silent --no-audit --no-fund --prefix "$tools/npm" speedscope@1.25.0 playwright-core@1.65.1 >/dev/null
+    npm install --silent --no-audit --no-fund --prefix "$tools/npm" \
+        "speedscope@$speedscope_version" "playwright-core@$playwright_version" >/dev/null
 fi
+exec 9>&-
+checkout_tools="$(cd "$(dirname "$0")/.." && pwd)/target/tools"
+if [ -d "$checkout_tools" ] && [ ! -L "$checkout_tools" ]; then
+    rm -rf "$checkout_tools"   # built there before the cache held them
+fi
+mkdir -p "$(dirname "$checkout_tools")"
+ln -sfn "$tools" "$checkout_tools"
 # --- end of the viewers ---

@@ -28,7 +28,6 @@ class Session:
     def __init__(self, perf, output, chosen=None):
         self.perf = perf
         self.output = os.path.abspath(output)
-        self.outputs = formats.outputs(self.output, chosen)
         if not os.path.isdir(os.path.dirname(self.output)):
             raise Failure("%s: its directory does not exist" % output)
         self.stem = formats.stem(self.output)
@@ -136,7 +135,9 @@ class Session:
         from ._native import flamegraph_svg
 
         folded = profile.folded()
-        for name, path in self.outputs:
+        # Resolved here, not when the session starts: inject's session writes a perf.data.
+        outputs = formats.outputs(self.output, self.chosen)
+        for name, path in outputs:
             try:
                 if name == "svg":
                     write_atomically(path, flamegraph_svg(folded, title + (" - " + note if note else "")))
@@ -146,7 +147,7 @@ class Session:
                     profile.model.write(name, path, title, interpreter)
             except OSError as e:
                 raise Failure("%s: %s" % (path, e.strerror or e)) from None
-        say("wrote " + ", ".join(formats.describe(name, path) for name, path in self.outputs))
+        say("wrote " + ", ".join(formats.describe(name, path) for name, path in outputs))
         if not profile.in_python:
             say("warning: no sample is in a Python function: was perf-trampoline on in the target "
                 "(PERF_TRAMPOLINE=perf or perf_jit), and are its /tmp/perf-<pid>.map or jit-<pid>.dump files still there?")

@@ -79,12 +79,12 @@ def test_dwarf_workflow_shows_the_full_chain(interp, work):
 def remove_tmp_outputs(perf_script_text):
     """Removes /tmp/jit-<pid>.dump, /tmp/jitted-<pid>-*.so and /tmp/perf-<pid>.map of the
     processes in a perf script."""
-    for header, _ in samples(perf_script_text):
-        pid = header.split()[1]
-        if pid.isdigit():
-            for path in glob.glob("/tmp/jit-%s.dump" % pid) + glob.glob("/tmp/jitted-%s-*.so" % pid) \
-                    + glob.glob("/tmp/perf-%s.map" % pid):
-                os.unlink(path)
+    # Each pid once: a glob lists all of /tmp, and a recording has thousands of samples.
+    pids = {header.split()[1] for header, _ in samples(perf_script_text)}
+    for pid in filter(str.isdigit, pids):
+        for path in glob.glob("/tmp/jit-%s.dump" % pid) + glob.glob("/tmp/jitted-%s-*.so" % pid) \
+                + glob.glob("/tmp/perf-%s.map" % pid):
+            os.unlink(path)
 
 
 def chains_and_names(text, seed):

@@ -6,6 +6,8 @@ import ctypes
 import glob
 import os
 import pathlib
+import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -214,6 +216,7 @@ def test_record_picks_the_mode_keeps_and_report_gives_the_same_graph(interp, wor
     status, stdout, stderr = cli(interp, ["record", "--keep", "-o", "rec.svg"] + (["--mode", older] if mode == "older" else [])
                                  + ["--"] + interp.python + [prog, "1", "exit"], work)
     pid = int(stdout.split()[0])
+    recorded = stderr
     try:
         assert status == 0, stderr
         dwarf = chosen == "dwarf"
@@ -244,6 +247,8 @@ def test_record_picks_the_mode_keeps_and_report_gives_the_same_graph(interp, wor
         assert any(interleaved(stack) for stack in native)
     finally:
         remove_leftovers(pid)
+        for jitted in re.findall(r"the jitted code in (/tmp/jitted-\S+)/", recorded):  # what --keep kept
+            shutil.rmtree(jitted, ignore_errors=True)
 
 
 @pytest.mark.parametrize("how, status", [("exit", 0), ("raise", 1), ("segv", 128 + signal.SIGSEGV)])

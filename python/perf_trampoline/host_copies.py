@@ -4,14 +4,13 @@ host knows. The process writes them in its own /tmp under its own pid, which per
 never opens; its files are only read (never through a link), and the copies are ours."""
 
 import os
-import re
 import stat
 import tempfile
 
 from . import _native, namespaces
 
-# Our outputs as a process maps them (/proc/PID/maps): the writer keeps each file's end mapped.
-_MAPPED = re.compile(r" (?:/\S*)?/(?:perf-(\d+)\.map|jit-(\d+)\.dump)$")
+# The backend each of our outputs belongs to (a process keeps its outputs' ends mapped).
+_BACKEND = {"perf map": "perf", "jitdump": "perf_jit"}
 
 
 def descendants(pid):
@@ -44,9 +43,10 @@ def backend_on(foreign):
         return None
     kinds = set()
     for line in lines:
-        m = _MAPPED.search(line)
-        if m and int(m.group(1) or m.group(2)) == foreign.own_pid:
-            kinds.add("perf" if m.group(1) else "perf_jit")
+        path = line.split(None, 5)[5:]
+        ours = _native.parse_output_name(os.path.basename(path[0])) if path else None
+        if ours and ours[1] == foreign.own_pid:
+            kinds.add(_BACKEND[ours[0]])
     return ",".join(k for k in ("perf", "perf_jit") if k in kinds) or None
 
 

@@ -24,9 +24,9 @@ def _frame(line):
     parts = line.split(None, 1)
     if len(parts) < 2:
         return None
-    sym, _, dso = parts[1].rstrip("\r\n").rpartition(" (")
-    if not _:
-        sym, dso = parts[1].rstrip("\r\n"), ""
+    sym, found, dso = parts[1].rstrip("\r\n").rpartition(" (")
+    if not found:
+        sym, dso = dso, ""
     plus = sym.rfind("+0x")
     return (sym[:plus] if plus > 0 else sym), dso[:-1] if dso.endswith(")") else dso
 

@@ -151,8 +151,8 @@ pub fn unwind_file<E>(
 pub type Moved = HashMap<(i32, PathBuf), PathBuf>;
 
 /// Unwinds the records `reader` yields, in the order perf meant them (its rounds sorted by
-/// time). Memory stays bounded whatever the recording's length: each sample's stack copy is
-/// dropped once unwound, and only the folded stacks (one counter per distinct stack) stay.
+/// time). Each sample's stack copy is dropped once unwound; what stays is each distinct stack
+/// once and 32 bytes per sample (its time, thread and stack, for the formats with timelines).
 fn unwind_records<R: Read, E>(
     reader: PerfFileReader<R>,
     source: &str,

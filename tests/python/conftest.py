@@ -1,6 +1,7 @@
-"""Test interpreters (from target/interpreters.json, written by scripts/test-interpreters.sh)
-and helpers to run Python and perf in them."""
+"""Test interpreters (from target/interpreters.json, written by scripts/test-interpreters.sh),
+helpers to run Python and perf in them, and the clean-up of the processes tests start."""
 
+import glob
 import json
 import os
 import pathlib
@@ -102,3 +103,21 @@ def copy_example(name, dest):
 
 def map_lines(path):
     return [line for line in pathlib.Path(path).read_text(errors="surrogateescape").split("\n") if line]
+
+
+def named_for(pid):
+    """Our files in /tmp named for process ``pid``: its perf map, jitdump and jitted code."""
+    return glob.glob("/tmp/perf-%d.map" % pid) + glob.glob("/tmp/jit-%d.dump" % pid) \
+        + glob.glob("/tmp/jitted-%d-*.so" % pid)
+
+
+@pytest.fixture
+def targets():
+    """The processes a test started (each with ``pid`` and ``kill()``): killed when the test
+    ends, and the files named for them removed."""
+    started = []
+    yield started
+    for t in started:
+        t.kill()
+        for path in named_for(t.pid):
+            os.unlink(path)

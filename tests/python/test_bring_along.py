@@ -12,9 +12,9 @@ import subprocess
 import time
 
 import pytest
-from conftest import BUSY_FUNCTIONS, INTERPRETERS
+from conftest import BUSY_FUNCTIONS, INTERPRETERS, named_for
 from perf_trampoline import bring_along
-from test_cli import cli, folded_stacks, leftovers, named_for, now, qualnames
+from test_cli import cli, folded_stacks, leftovers, now, qualnames
 
 PYENV = pathlib.Path.home() / ".pyenv" / "versions"
 

@@ -3,7 +3,6 @@ interpreters, its flame graphs opened in headless Chromium, and the errors users
 
 import collections
 import ctypes
-import glob
 import os
 import pathlib
 import re
@@ -16,7 +15,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import BUSY_FUNCTIONS, INTERPRETERS, ROOT, copy_example
+from conftest import BUSY_FUNCTIONS, INTERPRETERS, ROOT, copy_example, named_for
 from perf_trampoline._native import flamegraph_svg
 from perf_trampoline.stacks import Profile
 
@@ -64,11 +63,6 @@ def cli(interp, args, work, path=None, env=None, **kw):
 def busy_program(work):
     (work / "busy.py").write_text(BUSY)
     return str(work / "busy.py")
-
-
-def named_for(pid):
-    return glob.glob("/tmp/perf-%d.map" % pid) + glob.glob("/tmp/jit-%d.dump" % pid) \
-        + glob.glob("/tmp/jitted-%d-*.so" % pid)
 
 
 def leftovers(pid, since):

@@ -54,23 +54,45 @@ def _wait(target, directory, timeout, via_standby):
 
 
 class _Unanswered(Refusal):
-    """The request was withdrawn before the target took it: its directory stays for the
-    target's late run of the script to remove."""
+    """The request was withdrawn before the target took it."""
 
 
 def _standby_fifo(target):
-    """The write end of the FIFO of a process started with PERF_TRAMPOLINE=standby, as we
-    reach it, or None (also for a FIFO nobody reads: left by a killed process whose pid this
-    one has now)."""
-    path = "/proc/%d/root%s" % (target.pid, standby.fifo_path(target.pid, target.uid))
+    """The write end of the FIFO of a process started with PERF_TRAMPOLINE=standby, or None
+    when it has none (also for a FIFO nobody reads: left by a killed process whose pid this
+    one has now). It is looked for where the process made it: in its own /tmp, reached inside
+    its root without following any link (a container's), under its own pid (NSpid there).
+    Refusal when what is there is not safe to write to."""
+    shown = standby.directory(target.uid)
     try:
-        handoff.check_dir(os.path.dirname(path), {target.uid})
-        st = os.lstat(path)
-        if not stat.S_ISFIFO(st.st_mode) or st.st_uid not in (target.uid, 0) or st.st_mode & 0o077:
-            return None
-        return standby.open_writer(path)
-    except (OSError, handoff.UnsafeHandoff):
+        name = str(namespaces.own_pid(target.pid))
+        directory = namespaces.open_dir(target.pid, shown)
+    except OSError:  # no standby directory there, or the process is gone
         return None
+    except namespaces.UnsafePath as e:
+        raise Refusal(_untrusted(target, e)) from None
+    try:
+        handoff.check_dir_stat(shown, os.fstat(directory), {target.uid})
+        try:
+            st = os.stat(name, dir_fd=directory, follow_symlinks=False)
+            fd = standby.open_writer(name, directory)
+        except OSError:  # none, or nobody reads it
+            return None
+        if not stat.S_ISFIFO(st.st_mode) or st.st_uid not in (target.uid, 0) or st.st_mode & 0o077 \
+                or not os.path.samestat(st, os.fstat(fd)):
+            os.close(fd)
+            raise handoff.UnsafeHandoff("%s/%s is not a FIFO of its own (%s, uid %d)"
+                                        % (shown, name, stat.filemode(st.st_mode), st.st_uid))
+        return fd
+    except handoff.UnsafeHandoff as e:
+        raise Refusal(_untrusted(target, e)) from None
+    finally:
+        os.close(directory)
+
+
+def _untrusted(target, problem):
+    return ("process %d's standby FIFO is not safe to use: %s (fix: remove that, then restart the program with "
+            "PERF_TRAMPOLINE=standby); nothing was changed" % (target.pid, problem))
 
 
 def _via_standby(fd, args):
@@ -116,7 +138,10 @@ def _request_through(target, fifo, op, backend, timeout):
             remote.send(target, args, place.path)
         return _wait(target, place.path, timeout, fifo is not None)
     except _Unanswered:
-        keep = True
+        # sys.remote_exec cannot be taken back: the target reads script.py when it next runs
+        # Python, and that late run removes the directory. A standby request can: its thread
+        # ignores a request whose directory is gone.
+        keep = fifo is None
         raise
     finally:
         if not keep:

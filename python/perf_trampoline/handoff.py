@@ -47,22 +47,28 @@ def private_place_in(pid, owners=None):
     name = "perf-trampoline-attach-" + secrets.token_hex(8)
     try:
         os.mkdir(name, 0o700, dir_fd=parent)  # mkdirat: never through a link
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     except BaseException:
         os.close(parent)
         raise
+    fd = None
 
     def remove_it():
         try:
             _remove_at(parent, name)
         except OSError:
             pass
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
         os.close(parent)
 
-    os.fchmod(fd, 0o700)  # whatever the umask
-    place = Place("/proc/self/fd/%d/." % fd, "/tmp/" + name, remove_it)
-    check_dir(place.path, owners)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        os.fchmod(fd, 0o700)  # whatever the umask
+        place = Place("/proc/self/fd/%d/." % fd, "/tmp/" + name, remove_it)
+        check_dir(place.path, owners)
+    except BaseException:
+        remove_it()  # what we made goes, whatever went wrong
+        raise
     return place
 
 
@@ -93,6 +99,12 @@ def check_dir(path, owners=None):
         st = os.lstat(path)
     except OSError as e:
         raise UnsafeHandoff("%s: %s" % (path, e.strerror)) from None
+    check_dir_stat(path, st, owners)
+
+
+def check_dir_stat(path, st, owners=None):
+    """``check_dir`` on ``st``, the status of directory ``path`` (which may have been opened
+    some other way, e.g. inside a container's root)."""
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafeHandoff("%s is not a directory (a link?)" % path)
     if st.st_uid not in _owners(owners):

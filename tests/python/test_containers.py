@@ -15,7 +15,7 @@ import time
 import pytest
 from conftest import INTERPRETERS, ROOT
 from perf_trampoline import handoff, host_copies, namespaces
-from test_attach import CHAIN, TARGET, chain_share
+from test_attach import CHAIN, TARGET, chain_share, refused
 from test_cli import clean_env, cli, cli_argv
 
 # A private /tmp for the namespace, then the command: the sid root's /tmp is the host's, so
@@ -162,6 +162,77 @@ def test_the_hand_over_directory_is_never_made_through_a_link(work):
     finally:
         jailed.kill()
         jailed.wait()
+
+
+STANDBY_DIR = "perf-trampoline-standby-%d" % os.geteuid()
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.13")])
+def test_attach_record_and_detach_a_standby_python_in_a_container(py, work, contained):
+    # 3.13 has no sys.remote_exec: only its standby FIFO, in the container's /tmp under pid 1.
+    target = contained(*python_target(py, "standby", 15))
+    assert target.first_line == "1" and target.pid != 1
+    inside = target.tmp()
+    assert sorted(inside) == [STANDBY_DIR]
+    pid = str(target.pid)
+    status, _, err = cli(py, ["attach", pid], work)
+    assert status == 0 and "support is on in process %s (Python 3.13" % pid in err, err
+    status, _, err = cli(py, ["record", "-p", pid, "--duration", "2", "-o", str(work / "x.svg")], work)
+    assert status == 0 and "support was already on in process %s (backend perf)" % pid in err, err
+    share = chain_share(work / "x.folded")
+    assert share >= 0.9, (share, (work / "x.folded").read_text())
+    status, _, err = cli(py, ["detach", pid], work)
+    assert status == 0 and "support is off in process %s" % pid in err, err
+    # No hand-over directory left: the standby directory and the perf map support wrote.
+    assert sorted(target.tmp()) == sorted([STANDBY_DIR, "perf-1.map"])
+    assert target.proc.poll() is None
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.13")])
+def test_a_timed_out_standby_attach_leaves_the_containers_tmp_as_it_was(py, work, contained):
+    target = contained(*python_target(py, "standby", 15))
+    inside = target.tmp()
+    pid = str(target.pid)
+    os.kill(target.pid, signal.SIGSTOP)  # the whole process: its standby thread never reads
+    try:
+        err = refused(py, work, ["attach", pid, "--timeout", "0.5"],
+                      "process %s ran no Python code in its standby thread for 0.5 s" % pid)
+        assert "nothing was changed" in err, err
+        assert target.tmp() == inside
+    finally:
+        os.kill(target.pid, signal.SIGCONT)
+    # Woken, it reads the withdrawn request (its directory gone) and does nothing; the next
+    # request is served.
+    status, _, err = cli(py, ["attach", pid], work)
+    assert status == 0 and "support is on in process %s" % pid in err, err
+    assert sorted(target.tmp()) == sorted(list(inside) + ["perf-1.map"])
+    assert target.proc.poll() is None
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.13")])
+def test_a_link_planted_at_the_standby_directory_is_refused(py, work, contained):
+    # An absolute link resolves against the reader's root: followed from the host, the
+    # request would go to the host's FIFO of that name, here one the test reads.
+    decoy = work / "decoy"
+    decoy.mkdir(mode=0o700)
+    os.mkfifo(decoy / "1", 0o600)
+    reader = os.open(decoy / "1", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        plant = 'ln -s %s /tmp/%s && exec "$@"' % (decoy, STANDBY_DIR)
+        target = contained(["sh", "-c", plant, "sh"] + py.wrap + py.python + ["-c", TARGET, "15", "1"],
+                           {"PERF_TRAMPOLINE": "standby"})
+        assert target.first_line == "1"
+        refused(py, work, ["attach", str(target.pid)],
+                "process %d's standby FIFO is not safe to use: /tmp/%s in process %d's root: %s is a link or not a "
+                "directory (fix: remove that, then restart the program with PERF_TRAMPOLINE=standby)"
+                % (target.pid, STANDBY_DIR, target.pid, STANDBY_DIR))
+        assert os.read(reader, 4096) == b""
+        assert sorted(target.tmp()) == [STANDBY_DIR] and target.proc.poll() is None
+    finally:
+        os.close(reader)
 
 
 # At SIGUSR1 (sent once perf records) runs TARGET in a child process for a little while, then

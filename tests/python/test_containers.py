@@ -15,7 +15,7 @@ import time
 import pytest
 from conftest import INTERPRETERS, ROOT
 from perf_trampoline import handoff, host_copies, namespaces
-from test_attach import CHAIN, TARGET, chain_share, refused
+from test_attach import CHAIN, TARGET, chain_share, outcome, refused
 from test_cli import clean_env, cli, cli_argv
 
 # A private /tmp for the namespace, then the command: the sid root's /tmp is the host's, so
@@ -208,7 +208,11 @@ def test_a_timed_out_standby_attach_leaves_the_containers_tmp_as_it_was(py, work
     status, _, err = cli(py, ["attach", pid], work)
     assert status == 0 and "support is on in process %s" % pid in err, err
     assert sorted(target.tmp()) == sorted(list(inside) + ["perf-1.map"])
-    assert target.proc.poll() is None
+    os.kill(target.pid, signal.SIGTERM)
+    out, err = target.proc.communicate(timeout=30)
+    assert target.proc.returncode == 0 and b"standby" not in err, err  # not a word about the withdrawn one
+    result = outcome(out.decode())
+    assert result["wrong"] == 0 and result["calls"] > 0 and result["active"] == "True"
 
 
 @needs_unshare

@@ -138,14 +138,30 @@ def _request_through(target, fifo, op, backend, timeout):
             remote.send(target, args, place.path)
         return _wait(target, place.path, timeout, fifo is not None)
     except _Unanswered:
-        # sys.remote_exec cannot be taken back: the target reads script.py when it next runs
-        # Python, and that late run removes the directory. A standby request can: its thread
-        # ignores a request whose directory is gone.
-        keep = fifo is None
+        # A standby request can be taken back: its thread ignores one whose directory is gone.
+        # sys.remote_exec cannot: the target reads script.py when it next runs Python (a missing
+        # one would print an error in it), and that late run removes the directory, emptied
+        # of all else now (our package copied there, which it could not remove).
+        if fifo is None:
+            keep = True
+            _empty_but_the_script(place)
         raise
     finally:
         if not keep:
             place.remove()
+
+
+def _empty_but_the_script(place):
+    try:
+        fd = os.open(place.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        handoff.empty(fd, keep=("script.py",))
+    except OSError:
+        pass  # the late run may be removing it already
+    finally:
+        os.close(fd)
 
 
 def _change(pid, op, backend, timeout):

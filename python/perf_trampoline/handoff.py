@@ -78,14 +78,22 @@ def _remove_at(parent, name):
     followed, and so is one swapped in for ``name`` itself (O_NOFOLLOW refuses it)."""
     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     try:
-        for entry in os.listdir(fd):
-            if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
-                _remove_at(fd, entry)
-            else:
-                os.unlink(entry, dir_fd=fd)
+        empty(fd)
     finally:
         os.close(fd)
     os.rmdir(name, dir_fd=parent)
+
+
+def empty(fd, keep=()):
+    """Removes what is in the directory open at ``fd`` but the names in ``keep``, by
+    descriptors as ``_remove_at``."""
+    for entry in os.listdir(fd):
+        if entry in keep:
+            continue
+        if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+            _remove_at(fd, entry)
+        else:
+            os.unlink(entry, dir_fd=fd)
 
 
 def _owners(owners):

@@ -215,6 +215,30 @@ def test_a_timed_out_standby_attach_leaves_the_containers_tmp_as_it_was(py, work
     assert result["wrong"] == 0 and result["calls"] > 0 and result["active"] == "True"
 
 
+# Its main thread waits in one system call, running no Python, until SIGUSR1.
+WAITS = ("import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\nprint(1, flush=True)\n"
+         "signal.sigwait([signal.SIGUSR1])\nimport time\ntime.sleep(60)\n")
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.14")])
+def test_a_timed_out_remote_exec_attach_leaves_only_its_script_for_the_late_run(py, work, contained):
+    hide = "mount -t tmpfs tmpfs %s && exec \"$@\"" % (ROOT / "target")  # our package gets copied in
+    target = contained(py.wrap + ["sh", "-c", hide, "sh", "python%d.%d" % py.version, "-c", WAITS])
+    pid = str(target.pid)
+    refused(py, work, ["attach", pid, "--timeout", "0.5"], "process %s ran no Python code in its main thread" % pid)
+    # sys.remote_exec cannot be taken back: the script it will run stays, nothing else.
+    made = list(target.tmp())
+    assert len(made) == 1 and made[0].startswith("perf-trampoline-attach-"), made
+    assert os.listdir("/proc/%d/root/tmp/%s" % (target.pid, made[0])) == ["script.py"]
+    os.kill(target.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 20
+    while target.tmp() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert target.tmp() == {}, "the late run removes the rest and turns nothing on"
+    assert target.proc.poll() is None
+
+
 @needs_unshare
 @pytest.mark.parametrize("py", [interpreter("sid-3.13")])
 def test_a_link_planted_at_the_standby_directory_is_refused(py, work, contained):
@@ -359,12 +383,14 @@ def test_links_the_container_planted_are_never_followed(work, contained):
 
 @pytest.mark.parametrize("py", [interpreter("sid-3.15")])
 def test_fix_maps_on_a_process_of_our_own_namespaces_and_a_missing_one(py, work):
-    beside = subprocess.Popen(py.wrap + ["sleep", "30"])  # where the command runs: the same root
+    # Where the command runs: the same root, once in-root.sh has gone in (its line says so).
+    beside = subprocess.Popen(py.wrap + ["sh", "-c", "echo in && exec sleep 30"], stdout=subprocess.PIPE)
     try:
+        assert beside.stdout.readline() == b"in\n"
         status, _, err = cli(py, ["fix-maps", str(beside.pid)], work)
     finally:
         beside.kill()
-        beside.wait()
+        beside.communicate()
     assert status == 0 and "in our own namespaces" in err, err
     gone = subprocess.Popen(["true"])
     gone.wait()

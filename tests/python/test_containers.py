@@ -176,6 +176,8 @@ def test_attach_record_and_detach_a_standby_python_in_a_container(py, work, cont
     inside = target.tmp()
     assert sorted(inside) == [STANDBY_DIR]
     pid = str(target.pid)
+    status, out, _ = cli(py, ["doctor", "--pid", pid], work)
+    assert "ok    prepared with PERF_TRAMPOLINE=standby" in out, out
     status, _, err = cli(py, ["attach", pid], work)
     assert status == 0 and "support is on in process %s (Python 3.13" % pid in err, err
     status, _, err = cli(py, ["record", "-p", pid, "--duration", "2", "-o", str(work / "x.svg")], work)

@@ -61,9 +61,9 @@ def _standby_fifo(target):
     """The write end of the FIFO of a process started with PERF_TRAMPOLINE=standby, or None
     when it has none (also for a FIFO nobody reads: left by a killed process whose pid this
     one has now). It is looked for where the process made it: in its own /tmp, reached inside
-    its root without following any link (a container's), under its own pid (NSpid there).
-    Refusal when what is there is not safe to write to."""
-    shown = standby.directory(target.uid)
+    its root without following any link (a container's), under its own uid and pid (its user
+    and pid namespace's). Refusal when what is there is not safe to write to."""
+    shown = standby.directory(namespaces.own_uid(target.pid, target.uid))
     try:
         name = str(namespaces.own_pid(target.pid))
         directory = namespaces.open_dir(target.pid, shown)

@@ -21,6 +21,20 @@ def own_pid(pid):
     return int(fields[-1]) if fields else pid  # kernels before 4.1 have no NSpid: no namespaces seen
 
 
+def own_uid(pid, uid):
+    """The uid that ``uid`` (one of ours) is inside process ``pid``'s user namespace, by its
+    uid_map as we read it; ``uid`` itself when the map has none for it."""
+    try:
+        with open("/proc/%d/uid_map" % pid, "rb") as f:
+            for line in f:
+                inside, outside, count = (int(x) for x in line.split())
+                if outside <= uid < outside + count:
+                    return inside + uid - outside
+    except OSError:
+        pass
+    return uid
+
+
 def _ns(pid, kind):
     return os.stat("/proc/%s/ns/%s" % (pid, kind)).st_ino
 

@@ -217,6 +217,21 @@ def test_a_timed_out_standby_attach_leaves_the_containers_tmp_as_it_was(py, work
     assert result["wrong"] == 0 and result["calls"] > 0 and result["active"] == "True"
 
 
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("host-3.11")])
+def test_standby_in_a_user_namespace_is_found_under_its_own_uid(py, work, contained):
+    # Root here is uid 54321 there: the process names its standby directory by that.
+    target = contained(["unshare", "--map-user=54321", "--map-group=54321"] + py.python + ["-c", TARGET, "15", "1"],
+                       {"PERF_TRAMPOLINE": "standby"})
+    assert target.first_line == "1" and sorted(target.tmp()) == ["perf-trampoline-standby-54321"]
+    pid = str(target.pid)
+    status, _, err = cli(py, ["attach", pid], work)
+    assert status == 0 and "support is on in process %s" % pid in err, err
+    status, _, err = cli(py, ["detach", pid], work)
+    assert status == 0 and "support is off in process %s" % pid in err, err
+    assert sorted(target.tmp()) == ["perf-1.map", "perf-trampoline-standby-54321"]
+
+
 # Its main thread waits in one system call, running no Python, until SIGUSR1.
 WAITS = ("import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\nprint(1, flush=True)\n"
          "signal.sigwait([signal.SIGUSR1])\nimport time\ntime.sleep(60)\n")

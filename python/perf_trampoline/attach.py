@@ -83,11 +83,30 @@ def _standby_fifo(target):
             os.close(fd)
             raise handoff.UnsafeHandoff("%s/%s is not a FIFO of its own (%s, uid %d)"
                                         % (shown, name, stat.filemode(st.st_mode), st.st_uid))
+        if not _has_open(target.pid, st):  # another process's: a /tmp shared across pid namespaces
+            os.close(fd)
+            return None
         return fd
     except handoff.UnsafeHandoff as e:
         raise Refusal(_untrusted(target, e)) from None
     finally:
         os.close(directory)
+
+
+def _has_open(pid, st):
+    """Whether process ``pid`` has the file ``st`` is the status of open."""
+    fds = "/proc/%d/fd" % pid
+    try:
+        names = os.listdir(fds)
+    except OSError:
+        return False
+    for name in names:
+        try:
+            if os.path.samestat(os.stat(os.path.join(fds, name)), st):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _untrusted(target, problem):

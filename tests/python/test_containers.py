@@ -232,6 +232,24 @@ def test_standby_in_a_user_namespace_is_found_under_its_own_uid(py, work, contai
     assert sorted(target.tmp()) == ["perf-1.map", "perf-trampoline-standby-54321"]
 
 
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.13")])
+def test_a_standby_fifo_of_its_pid_that_it_does_not_read_is_not_its(py, work, contained):
+    # As in a /tmp shared across pid namespaces: the FIFO of its own pid is another process's,
+    # here the test's. The request must not go there.
+    target = contained(py.wrap + py.python + ["-c", TARGET, "15", "1"])
+    directory = "/proc/%d/root/tmp/%s" % (target.pid, STANDBY_DIR)
+    os.mkdir(directory, 0o700)
+    os.mkfifo(directory + "/1", 0o600)
+    reader = os.open(directory + "/1", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        refused(py, work, ["attach", str(target.pid)], "process %d runs CPython 3.13, which cannot be attached to "
+                "without preparation: start it with PERF_TRAMPOLINE=standby" % target.pid)
+        assert os.read(reader, 4096) == b""
+    finally:
+        os.close(reader)
+
+
 # Its main thread waits in one system call, running no Python, until SIGUSR1.
 WAITS = ("import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\nprint(1, flush=True)\n"
          "signal.sigwait([signal.SIGUSR1])\nimport time\ntime.sleep(60)\n")

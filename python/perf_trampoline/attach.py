@@ -75,15 +75,18 @@ def _standby_fifo(target):
         handoff.check_dir_stat(shown, os.fstat(directory), {target.uid})
         try:
             st = os.stat(name, dir_fd=directory, follow_symlinks=False)
-            fd = standby.open_writer(name, directory)
-        except OSError:  # none, or nobody reads it
+        except OSError:
             return None
-        if not stat.S_ISFIFO(st.st_mode) or st.st_uid not in (target.uid, 0) or st.st_mode & 0o077 \
-                or not os.path.samestat(st, os.fstat(fd)):
-            os.close(fd)
+        if not stat.S_ISFIFO(st.st_mode) or st.st_uid not in (target.uid, 0) or st.st_mode & 0o077:
             raise handoff.UnsafeHandoff("%s/%s is not a FIFO of its own (%s, uid %d)"
                                         % (shown, name, stat.filemode(st.st_mode), st.st_uid))
-        if not _has_open(target.pid, st):  # another process's: a /tmp shared across pid namespaces
+        try:
+            fd = standby.open_writer(name, directory)
+        except OSError:  # nobody reads it
+            return None
+        # Still the FIFO checked, and the target's (not another process's of the same pid
+        # number, in a /tmp shared across pid namespaces).
+        if not os.path.samestat(st, os.fstat(fd)) or not _has_open(target.pid, st):
             os.close(fd)
             return None
         return fd

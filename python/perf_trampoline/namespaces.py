@@ -1,5 +1,6 @@
-"""A process in another pid or mount namespace (a container) as seen from the host: its own
-pid, and files inside its root reached without following any link it could have planted."""
+"""A process in another pid, user or mount namespace (a container) as seen from the host: its
+own pid and uid, and files inside its root reached without following any link it could have
+planted."""
 
 import errno
 import os

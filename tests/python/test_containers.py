@@ -250,6 +250,24 @@ def test_a_standby_fifo_of_its_pid_that_it_does_not_read_is_not_its(py, work, co
         os.close(reader)
 
 
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.13")])
+def test_a_standby_directory_others_can_write_or_a_file_that_is_no_fifo_is_refused(py, work, contained):
+    target = contained(py.wrap + py.python + ["-c", TARGET, "15", "1"])
+    directory = "/proc/%d/root/tmp/%s" % (target.pid, STANDBY_DIR)
+    os.mkdir(directory)
+    os.chmod(directory, 0o777)
+    pid = target.pid
+    refused(py, work, ["attach", str(pid)], "process %d's standby FIFO is not safe to use: /tmp/%s has mode 777: "
+            "others could change what is in it (fix: remove that" % (pid, STANDBY_DIR))
+    os.chmod(directory, 0o700)
+    with open(directory + "/1", "w"):
+        os.chmod(directory + "/1", 0o600)
+    refused(py, work, ["attach", str(pid)], "process %d's standby FIFO is not safe to use: /tmp/%s/1 is not a FIFO "
+            "of its own (-rw-------, uid %d)" % (pid, STANDBY_DIR, os.geteuid()))
+    assert os.path.getsize(directory + "/1") == 0
+
+
 # Its main thread waits in one system call, running no Python, until SIGUSR1.
 WAITS = ("import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\nprint(1, flush=True)\n"
          "signal.sigwait([signal.SIGUSR1])\nimport time\ntime.sleep(60)\n")

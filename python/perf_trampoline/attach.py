@@ -54,23 +54,67 @@ def _wait(target, directory, timeout, via_standby):
 
 
 class _Unanswered(Refusal):
-    """The request was withdrawn before the target took it: its directory stays for the
-    target's late run of the script to remove."""
+    """The request was withdrawn before the target took it."""
 
 
 def _standby_fifo(target):
-    """The write end of the FIFO of a process started with PERF_TRAMPOLINE=standby, as we
-    reach it, or None (also for a FIFO nobody reads: left by a killed process whose pid this
-    one has now)."""
-    path = "/proc/%d/root%s" % (target.pid, standby.fifo_path(target.pid, target.uid))
+    """The write end of the FIFO of a process started with PERF_TRAMPOLINE=standby, or None
+    when it has none (also for a FIFO nobody reads: left by a killed process whose pid this
+    one has now). It is looked for where the process made it: in its own /tmp, reached inside
+    its root without following any link (a container's), under its own uid and pid (its user
+    and pid namespace's). Refusal when what is there is not safe to write to."""
+    shown = standby.directory(namespaces.own_uid(target.pid, target.uid))
     try:
-        handoff.check_dir(os.path.dirname(path), {target.uid})
-        st = os.lstat(path)
-        if not stat.S_ISFIFO(st.st_mode) or st.st_uid not in (target.uid, 0) or st.st_mode & 0o077:
-            return None
-        return standby.open_writer(path)
-    except (OSError, handoff.UnsafeHandoff):
+        name = str(namespaces.own_pid(target.pid))
+        directory = namespaces.open_dir(target.pid, shown)
+    except OSError:  # no standby directory there, or the process is gone
         return None
+    except namespaces.UnsafePath as e:
+        raise Refusal(_untrusted(target, e)) from None
+    try:
+        handoff.check_dir_stat(shown, os.fstat(directory), {target.uid})
+        try:
+            st = os.stat(name, dir_fd=directory, follow_symlinks=False)
+        except OSError:
+            return None
+        if not stat.S_ISFIFO(st.st_mode) or st.st_uid not in (target.uid, 0) or st.st_mode & 0o077:
+            raise handoff.UnsafeHandoff("%s/%s is not a FIFO of its own (%s, uid %d)"
+                                        % (shown, name, stat.filemode(st.st_mode), st.st_uid))
+        try:
+            fd = standby.open_writer(name, directory)
+        except OSError:  # nobody reads it
+            return None
+        # Still the FIFO checked, and the target's (not another process's of the same pid
+        # number, in a /tmp shared across pid namespaces).
+        if not os.path.samestat(st, os.fstat(fd)) or not _has_open(target.pid, st):
+            os.close(fd)
+            return None
+        return fd
+    except handoff.UnsafeHandoff as e:
+        raise Refusal(_untrusted(target, e)) from None
+    finally:
+        os.close(directory)
+
+
+def _has_open(pid, st):
+    """Whether process ``pid`` has the file ``st`` is the status of open."""
+    fds = "/proc/%d/fd" % pid
+    try:
+        names = os.listdir(fds)
+    except OSError:
+        return False
+    for name in names:
+        try:
+            if os.path.samestat(os.stat(os.path.join(fds, name)), st):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _untrusted(target, problem):
+    return ("process %d's standby FIFO is not safe to use: %s (fix: remove that, then restart the program with "
+            "PERF_TRAMPOLINE=standby); nothing was changed" % (target.pid, problem))
 
 
 def _via_standby(fd, args):
@@ -116,11 +160,30 @@ def _request_through(target, fifo, op, backend, timeout):
             remote.send(target, args, place.path)
         return _wait(target, place.path, timeout, fifo is not None)
     except _Unanswered:
-        keep = True
+        # A standby request can be taken back: its thread ignores one whose directory is gone.
+        # sys.remote_exec cannot: the target reads script.py when it next runs Python (a missing
+        # one would print an error in it), and that late run removes the directory, emptied
+        # of all else now (our package copied there, which it could not remove).
+        if fifo is None:
+            keep = True
+            _empty_but_the_script(place)
         raise
     finally:
         if not keep:
             place.remove()
+
+
+def _empty_but_the_script(place):
+    try:
+        fd = os.open(place.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        handoff.empty(fd, keep=("script.py",))
+    except OSError:
+        pass  # the late run may be removing it already
+    finally:
+        os.close(fd)
 
 
 def _change(pid, op, backend, timeout):

@@ -47,22 +47,28 @@ def private_place_in(pid, owners=None):
     name = "perf-trampoline-attach-" + secrets.token_hex(8)
     try:
         os.mkdir(name, 0o700, dir_fd=parent)  # mkdirat: never through a link
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     except BaseException:
         os.close(parent)
         raise
+    fd = None
 
     def remove_it():
         try:
             _remove_at(parent, name)
         except OSError:
             pass
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
         os.close(parent)
 
-    os.fchmod(fd, 0o700)  # whatever the umask
-    place = Place("/proc/self/fd/%d/." % fd, "/tmp/" + name, remove_it)
-    check_dir(place.path, owners)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        os.fchmod(fd, 0o700)  # whatever the umask
+        place = Place("/proc/self/fd/%d/." % fd, "/tmp/" + name, remove_it)
+        check_dir(place.path, owners)
+    except BaseException:
+        remove_it()  # what we made goes, whatever went wrong
+        raise
     return place
 
 
@@ -72,14 +78,22 @@ def _remove_at(parent, name):
     followed, and so is one swapped in for ``name`` itself (O_NOFOLLOW refuses it)."""
     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     try:
-        for entry in os.listdir(fd):
-            if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
-                _remove_at(fd, entry)
-            else:
-                os.unlink(entry, dir_fd=fd)
+        empty(fd)
     finally:
         os.close(fd)
     os.rmdir(name, dir_fd=parent)
+
+
+def empty(fd, keep=()):
+    """Removes what is in the directory open at ``fd`` but the names in ``keep``, by
+    descriptors as ``_remove_at``."""
+    for entry in os.listdir(fd):
+        if entry in keep:
+            continue
+        if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+            _remove_at(fd, entry)
+        else:
+            os.unlink(entry, dir_fd=fd)
 
 
 def _owners(owners):
@@ -93,6 +107,12 @@ def check_dir(path, owners=None):
         st = os.lstat(path)
     except OSError as e:
         raise UnsafeHandoff("%s: %s" % (path, e.strerror)) from None
+    check_dir_stat(path, st, owners)
+
+
+def check_dir_stat(path, st, owners=None):
+    """``check_dir`` on ``st``, the status of directory ``path`` (which may have been opened
+    some other way, e.g. inside a container's root)."""
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafeHandoff("%s is not a directory (a link?)" % path)
     if st.st_uid not in _owners(owners):

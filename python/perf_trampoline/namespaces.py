@@ -1,5 +1,6 @@
-"""A process in another pid or mount namespace (a container) as seen from the host: its own
-pid, and files inside its root reached without following any link it could have planted."""
+"""A process in another pid, user or mount namespace (a container) as seen from the host: its
+own pid and uid, and files inside its root reached without following any link it could have
+planted."""
 
 import errno
 import os
@@ -19,6 +20,20 @@ def own_pid(pid):
     (``NSpid``'s last field); the same number when it shares ours. OSError when it is gone."""
     fields = _status_field(pid, "NSpid")
     return int(fields[-1]) if fields else pid  # kernels before 4.1 have no NSpid: no namespaces seen
+
+
+def own_uid(pid, uid):
+    """The uid that ``uid`` (one of ours) is inside process ``pid``'s user namespace, by its
+    uid_map as we read it; ``uid`` itself when the map has none for it."""
+    try:
+        with open("/proc/%d/uid_map" % pid, "rb") as f:
+            for line in f:
+                inside, outside, count = (int(x) for x in line.split())
+                if outside <= uid < outside + count:
+                    return inside + uid - outside
+    except OSError:
+        pass
+    return uid
 
 
 def _ns(pid, kind):

@@ -49,10 +49,10 @@ def _private_dir():
 _fd = None  # the FIFO, opened read-write so that read(2) blocks instead of ending at EOF
 
 
-def open_writer(path):
+def open_writer(path, dir_fd=None):
     """The FIFO's write end; OSError (ENXIO) when nobody reads it: its process is gone,
     whatever pid namespace it lived in."""
-    return os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    return os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
 
 
 def _sweep(directory):
@@ -118,6 +118,8 @@ def _handle(line):
         from . import _injected
 
         request = json.loads(line)
+        if not os.path.lexists(request["dir"]):
+            return  # withdrawn: the attacher gave up waiting and took its directory away
         handoff.check_dir(request["dir"])
         _injected.main({"op": request["op"], "backend": request.get("backend"), "dir": request["dir"],
                         "site": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})

@@ -15,7 +15,7 @@ import time
 import pytest
 from conftest import INTERPRETERS, ROOT
 from perf_trampoline import handoff, host_copies, namespaces
-from test_attach import CHAIN, TARGET, chain_share
+from test_attach import CHAIN, TARGET, chain_share, outcome, refused
 from test_cli import clean_env, cli, cli_argv
 
 # A private /tmp for the namespace, then the command: the sid root's /tmp is the host's, so
@@ -164,6 +164,158 @@ def test_the_hand_over_directory_is_never_made_through_a_link(work):
         jailed.wait()
 
 
+STANDBY_DIR = "perf-trampoline-standby-%d" % os.geteuid()
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.13")])
+def test_attach_record_and_detach_a_standby_python_in_a_container(py, work, contained):
+    # 3.13 has no sys.remote_exec: only its standby FIFO, in the container's /tmp under pid 1.
+    target = contained(*python_target(py, "standby", 15))
+    assert target.first_line == "1" and target.pid != 1
+    inside = target.tmp()
+    assert sorted(inside) == [STANDBY_DIR]
+    pid = str(target.pid)
+    status, out, _ = cli(py, ["doctor", "--pid", pid], work)
+    assert "ok    prepared with PERF_TRAMPOLINE=standby" in out, out
+    status, _, err = cli(py, ["attach", pid], work)
+    assert status == 0 and "support is on in process %s (Python 3.13" % pid in err, err
+    status, _, err = cli(py, ["record", "-p", pid, "--duration", "2", "-o", str(work / "x.svg")], work)
+    assert status == 0 and "support was already on in process %s (backend perf)" % pid in err, err
+    share = chain_share(work / "x.folded")
+    assert share >= 0.9, (share, (work / "x.folded").read_text())
+    status, _, err = cli(py, ["detach", pid], work)
+    assert status == 0 and "support is off in process %s" % pid in err, err
+    # No hand-over directory left: the standby directory and the perf map support wrote.
+    assert sorted(target.tmp()) == sorted([STANDBY_DIR, "perf-1.map"])
+    assert target.proc.poll() is None
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.13")])
+def test_a_timed_out_standby_attach_leaves_the_containers_tmp_as_it_was(py, work, contained):
+    target = contained(*python_target(py, "standby", 15))
+    inside = target.tmp()
+    pid = str(target.pid)
+    os.kill(target.pid, signal.SIGSTOP)  # the whole process: its standby thread never reads
+    try:
+        err = refused(py, work, ["attach", pid, "--timeout", "0.5"],
+                      "process %s ran no Python code in its standby thread for 0.5 s" % pid)
+        assert "nothing was changed" in err, err
+        assert target.tmp() == inside
+    finally:
+        os.kill(target.pid, signal.SIGCONT)
+    # Woken, it reads the withdrawn request (its directory gone) and does nothing; the next
+    # request is served.
+    status, _, err = cli(py, ["attach", pid], work)
+    assert status == 0 and "support is on in process %s" % pid in err, err
+    assert sorted(target.tmp()) == sorted(list(inside) + ["perf-1.map"])
+    os.kill(target.pid, signal.SIGTERM)
+    out, err = target.proc.communicate(timeout=30)
+    assert target.proc.returncode == 0 and b"standby" not in err, err  # not a word about the withdrawn one
+    result = outcome(out.decode())
+    assert result["wrong"] == 0 and result["calls"] > 0 and result["active"] == "True"
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("host-3.11")])
+def test_standby_in_a_user_namespace_is_found_under_its_own_uid(py, work, contained):
+    # Root here is uid 54321 there: the process names its standby directory by that.
+    target = contained(["unshare", "--map-user=54321", "--map-group=54321"] + py.python + ["-c", TARGET, "15", "1"],
+                       {"PERF_TRAMPOLINE": "standby"})
+    assert target.first_line == "1" and sorted(target.tmp()) == ["perf-trampoline-standby-54321"]
+    pid = str(target.pid)
+    status, _, err = cli(py, ["attach", pid], work)
+    assert status == 0 and "support is on in process %s" % pid in err, err
+    status, _, err = cli(py, ["detach", pid], work)
+    assert status == 0 and "support is off in process %s" % pid in err, err
+    assert sorted(target.tmp()) == ["perf-1.map", "perf-trampoline-standby-54321"]
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.13")])
+def test_a_standby_fifo_of_its_pid_that_it_does_not_read_is_not_its(py, work, contained):
+    # As in a /tmp shared across pid namespaces: the FIFO of its own pid is another process's,
+    # here the test's. The request must not go there.
+    target = contained(py.wrap + py.python + ["-c", TARGET, "15", "1"])
+    directory = "/proc/%d/root/tmp/%s" % (target.pid, STANDBY_DIR)
+    os.mkdir(directory, 0o700)
+    os.mkfifo(directory + "/1", 0o600)
+    reader = os.open(directory + "/1", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        refused(py, work, ["attach", str(target.pid)], "process %d runs CPython 3.13, which cannot be attached to "
+                "without preparation: start it with PERF_TRAMPOLINE=standby" % target.pid)
+        assert os.read(reader, 4096) == b""
+    finally:
+        os.close(reader)
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.13")])
+def test_a_standby_directory_others_can_write_or_a_file_that_is_no_fifo_is_refused(py, work, contained):
+    target = contained(py.wrap + py.python + ["-c", TARGET, "15", "1"])
+    directory = "/proc/%d/root/tmp/%s" % (target.pid, STANDBY_DIR)
+    os.mkdir(directory)
+    os.chmod(directory, 0o777)
+    pid = target.pid
+    refused(py, work, ["attach", str(pid)], "process %d's standby FIFO is not safe to use: /tmp/%s has mode 777: "
+            "others could change what is in it (fix: remove that" % (pid, STANDBY_DIR))
+    os.chmod(directory, 0o700)
+    with open(directory + "/1", "w"):
+        os.chmod(directory + "/1", 0o600)
+    refused(py, work, ["attach", str(pid)], "process %d's standby FIFO is not safe to use: /tmp/%s/1 is not a FIFO "
+            "of its own (-rw-------, uid %d)" % (pid, STANDBY_DIR, os.geteuid()))
+    assert os.path.getsize(directory + "/1") == 0
+
+
+# Its main thread waits in one system call, running no Python, until SIGUSR1.
+WAITS = ("import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\nprint(1, flush=True)\n"
+         "signal.sigwait([signal.SIGUSR1])\nimport time\ntime.sleep(60)\n")
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.14")])
+def test_a_timed_out_remote_exec_attach_leaves_only_its_script_for_the_late_run(py, work, contained):
+    hide = "mount -t tmpfs tmpfs %s && exec \"$@\"" % (ROOT / "target")  # our package gets copied in
+    target = contained(py.wrap + ["sh", "-c", hide, "sh", "python%d.%d" % py.version, "-c", WAITS])
+    pid = str(target.pid)
+    refused(py, work, ["attach", pid, "--timeout", "0.5"], "process %s ran no Python code in its main thread" % pid)
+    # sys.remote_exec cannot be taken back: the script it will run stays, nothing else.
+    made = list(target.tmp())
+    assert len(made) == 1 and made[0].startswith("perf-trampoline-attach-"), made
+    assert os.listdir("/proc/%d/root/tmp/%s" % (target.pid, made[0])) == ["script.py"]
+    os.kill(target.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 20
+    while target.tmp() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert target.tmp() == {}, "the late run removes the rest and turns nothing on"
+    assert target.proc.poll() is None
+
+
+@needs_unshare
+@pytest.mark.parametrize("py", [interpreter("sid-3.13")])
+def test_a_link_planted_at_the_standby_directory_is_refused(py, work, contained):
+    # An absolute link resolves against the reader's root: followed from the host, the
+    # request would go to the host's FIFO of that name, here one the test reads.
+    decoy = work / "decoy"
+    decoy.mkdir(mode=0o700)
+    os.mkfifo(decoy / "1", 0o600)
+    reader = os.open(decoy / "1", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        plant = 'ln -s %s /tmp/%s && exec "$@"' % (decoy, STANDBY_DIR)
+        target = contained(["sh", "-c", plant, "sh"] + py.wrap + py.python + ["-c", TARGET, "15", "1"],
+                           {"PERF_TRAMPOLINE": "standby"})
+        assert target.first_line == "1"
+        refused(py, work, ["attach", str(target.pid)],
+                "process %d's standby FIFO is not safe to use: /tmp/%s in process %d's root: %s is a link or not a "
+                "directory (fix: remove that, then restart the program with PERF_TRAMPOLINE=standby)"
+                % (target.pid, STANDBY_DIR, target.pid, STANDBY_DIR))
+        assert os.read(reader, 4096) == b""
+        assert sorted(target.tmp()) == [STANDBY_DIR] and target.proc.poll() is None
+    finally:
+        os.close(reader)
+
+
 # At SIGUSR1 (sent once perf records) runs TARGET in a child process for a little while, then
 # waits: the recording sees the child's samples, and the child has exited before it ends.
 PARENT = r'''
@@ -284,12 +436,14 @@ def test_links_the_container_planted_are_never_followed(work, contained):
 
 @pytest.mark.parametrize("py", [interpreter("sid-3.15")])
 def test_fix_maps_on_a_process_of_our_own_namespaces_and_a_missing_one(py, work):
-    beside = subprocess.Popen(py.wrap + ["sleep", "30"])  # where the command runs: the same root
+    # Where the command runs: the same root, once in-root.sh has gone in (its line says so).
+    beside = subprocess.Popen(py.wrap + ["sh", "-c", "echo in && exec sleep 30"], stdout=subprocess.PIPE)
     try:
+        assert beside.stdout.readline() == b"in\n"
         status, _, err = cli(py, ["fix-maps", str(beside.pid)], work)
     finally:
         beside.kill()
-        beside.wait()
+        beside.communicate()
     assert status == 0 and "in our own namespaces" in err, err
     gone = subprocess.Popen(["true"])
     gone.wait()

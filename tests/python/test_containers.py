@@ -15,7 +15,8 @@ import time
 import pytest
 from conftest import INTERPRETERS, ROOT
 from perf_trampoline import handoff, host_copies, namespaces
-from test_attach import CHAIN, TARGET, chain_share, outcome, refused
+from test_attach import CHAIN, TARGET, chain_share, outcome
+from test_attach_refusals import refused
 from test_cli import clean_env, cli, cli_argv
 
 # A private /tmp for the namespace, then the command: the sid root's /tmp is the host's, so

@@ -17,7 +17,8 @@ case "$suite" in
     # binutils: perf runs addr2line and objdump; without them perf 7.2 sometimes dies of
     # SIGPIPE (perf inject, perf script) or stops unwinding early.
     sid) pkgs="python3.13,python3.13-venv,python3.14,python3.14-venv,python3.15,python3.15-venv,linux-perf,binutils" ;;
-    bullseye) pkgs="python3.9,python3.9-venv,linux-perf,util-linux,libc6-dev,binutils" ;;
+    # libgcc-10-dev: the wheel links its unwinder (libgcc_eh.a) from here (see test-interpreters.sh).
+    bullseye) pkgs="python3.9,python3.9-venv,linux-perf,util-linux,libc6-dev,binutils,libgcc-10-dev" ;;
     # Sid's rustc (newer than our pinned one, which has no other targets here) and its standard
     # library for each ISA, multi-arch, with each ISA's gcc as linker.
     cross)

@@ -14,10 +14,17 @@ host_py=${HOST_PYTHON:-python3.11}
 # RUSTFLAGS replace .cargo/config.toml's (hence its flags again, see there), and sharing
 # target/release with `cargo bench` would rebuild everything at every switch.
 sysroot=$(scripts/debian-root.sh bullseye)
+# Rust's standard library asks for the unwinder as `-lgcc_s`, and loading libgcc_s.so.1 costs
+# every process that turns support on about 0.16 ms (most Pythons never load it otherwise).
+# This directory's libgcc_s.so is a linker script that answers with bullseye's static copy
+# (gcc 10's, which finds unwind tables with dl_iterate_phdr, present in glibc 2.31; newer ones
+# need glibc 2.35): panics still unwind, inside the module alone.
+mkdir -p target/wheel-link
+echo "INPUT ( $sysroot/usr/lib/gcc/x86_64-linux-gnu/10/libgcc_eh.a )" > target/wheel-link/libgcc_s.so
 echo "test-interpreters: building the wheel (release)" >&2
 rm -rf target/wheels
 RUSTFLAGS="-C force-frame-pointers=yes -C link-arg=-Wl,-z,separate-loadable-segments -C link-arg=--sysroot=$sysroot \
- -C link-arg=-L$sysroot/usr/lib/x86_64-linux-gnu -C link-arg=-L$sysroot/lib/x86_64-linux-gnu" \
+ -C link-arg=-L$sysroot/usr/lib/x86_64-linux-gnu -C link-arg=-L$sysroot/lib/x86_64-linux-gnu -C link-arg=-L$top/target/wheel-link" \
 CARGO_TARGET_DIR=target/wheel-build \
     "$host_py" -m maturin build --release --quiet -i "$host_py" -o target/wheels >&2
 wheel=$(ls target/wheels/*.whl)

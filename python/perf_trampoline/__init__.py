@@ -11,18 +11,23 @@ trampoline, named ``py::<qualname>:<filename>`` in ``/tmp/perf-<pid>.map`` and/o
 import os
 import sys
 
-from ._native import BACKENDS, STRATEGIES, _after_fork_in_child, _prepare_code, deactivate, is_active
+# activate() refuses a backend CPython's JIT would make wrong (3.14+), asking jit.py why only
+# while the JIT runs.
+from ._native import BACKENDS, STRATEGIES, _after_fork_in_child, _prepare_code, activate, deactivate, is_active
 from ._native import _state as _state  # for tests and diagnostics
-
-if hasattr(sys, "_jit"):  # CPython's JIT exists (3.14+)
-    from .jit import activate  # the extension's, refusing a backend CPython's JIT would make wrong
-else:  # nothing to refuse: jit.py stays out of every start-up
-    from ._native import activate
 
 __all__ = ["BACKENDS", "STRATEGIES", "activate", "deactivate", "is_active", "prepare"]
 
 # A forked child writes files of its own (see activate(persist_after_fork=...)).
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _jit_may_run():
+    """Whether CPython's JIT runs or may come on at start-up (3.14+ with ``PYTHON_JIT`` set): a
+    cheap superset of ``jit.comes_on()``, so that the start-up switches and the runner import
+    jit.py (some 0.2 ms) only then."""
+    jit = getattr(sys, "_jit", None)
+    return jit is not None and (jit.is_enabled() or bool(os.environ.get("PYTHON_JIT")))
 
 
 def _code_objects(obj, seen):

@@ -85,7 +85,7 @@ def _load_script(path):
 
 
 def main(argv=None):
-    from . import activate
+    from . import _jit_may_run, activate
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in COMMANDS:
@@ -93,7 +93,7 @@ def main(argv=None):
 
         sys.exit(cli.main(argv))
     backend, children, (kind, target), new_argv = _parse(argv)
-    if hasattr(sys, "_jit"):  # CPython's JIT exists (3.14+)
+    if _jit_may_run():
         from . import jit
 
         jit.turn_off_if_wrong(backend)

@@ -87,9 +87,9 @@ def run():
         # A variable reaches child processes by itself, each reading it as its version does
         # (CPython's own switches are CPython's from 3.12 on); -X is handed on as PERF_TRAMPOLINE.
         children = None
-    from . import activate
+    from . import _jit_may_run, activate
 
-    if hasattr(sys, "_jit"):  # CPython's JIT exists (3.14+)
+    if _jit_may_run():
         from . import jit
 
         refusal = jit.turn_off_if_wrong(backend)

@@ -3,7 +3,6 @@ directory (ours, 0700, never a link) and files created exclusively in it (0600, 
 ``O_NOFOLLOW``), each checked again just before it is used."""
 
 import os
-import secrets
 import stat
 
 from . import namespaces
@@ -44,7 +43,9 @@ def private_place_in(pid, owners=None):
     goes through a descriptor of the directory itself, so a link the process swaps in for it
     later is never followed either."""
     parent = namespaces.open_dir(pid, "/tmp")
-    name = "perf-trampoline-attach-" + secrets.token_hex(8)
+    # os.urandom, not secrets.token_hex (the same bytes): standby imports this module at
+    # start-up, and secrets would cost it some 12 ms on 3.11 (hmac, base64, re, enum).
+    name = "perf-trampoline-attach-" + os.urandom(8).hex()
     try:
         os.mkdir(name, 0o700, dir_fd=parent)  # mkdirat: never through a link
     except BaseException:

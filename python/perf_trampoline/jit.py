@@ -4,8 +4,6 @@ profile stays right while it runs, turning it off for a run, and activate() refu
 import os
 import sys
 
-from . import _native
-
 VARIABLE = "PYTHON_JIT"
 
 # From 3.15 on x86-64 the JIT's code keeps the frame pointer (CPython gh-126910): perf -g and
@@ -65,20 +63,11 @@ def _refusal(backend, jit_runs):
                        % (reason, VARIABLE, backend))
 
 
-def activate(backend="perf", **options):
-    refusal = _refusal(backend, is_on())
-    if refusal:
-        raise ValueError(refusal)
-    return _native.activate(backend, **options)
-
-
-# By hand, not functools.wraps: functools (and collections under it) would cost every start-up
-# with a switch set about 3 ms on 3.11, where nothing else imports them. help() and
-# inspect.signature follow __wrapped__ to the extension's signature.
-activate.__wrapped__ = _native.activate
-activate.__doc__ = (_native.activate.__doc__ or "") + (
-    "\n\nRaises ValueError while CPython's JIT is on and would make the backend's profile "
-    "wrong (3.14: every backend; 3.15: perf_jit), as sys.activate_stack_trampoline() does.")
+def refusal_while_on(backend):
+    """Why activate() refuses ``backend`` while the JIT runs, or None. The extension's
+    activate() calls this only when ``sys._jit.is_enabled()``: no start-up imports this module
+    unless the JIT runs or is asked for (see perf_trampoline.jit_may_run)."""
+    return _refusal(backend, True)
 
 
 def turn_off_if_wrong(backend):

@@ -1,7 +1,7 @@
 //! The parts of CPython's C API the hook needs that are not in the stable ABI, found at run
 //! time with `dlsym` so one extension build serves every CPython from 3.9 to 3.15.
 
-use std::ffi::{CStr, c_int, c_void};
+use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::OnceLock;
 
 use pyo3::ffi::{PyObject, PyTypeObject};
@@ -14,6 +14,8 @@ pub type RequestIndexFn = unsafe extern "C" fn(Option<unsafe extern "C" fn(*mut 
 pub type GetExtraFn = unsafe extern "C" fn(*mut PyObject, isize, *mut *mut c_void) -> c_int;
 pub type SetExtraFn = unsafe extern "C" fn(*mut PyObject, isize, *mut c_void) -> c_int;
 pub type AsUtf8Fn = unsafe extern "C" fn(*mut PyObject, *mut isize) -> *const std::ffi::c_char;
+pub type NewEmptyCodeFn =
+    unsafe extern "C" fn(*const c_char, *const c_char, c_int) -> *mut PyObject;
 
 /// Entry points into the running interpreter.
 pub struct Api {
@@ -26,6 +28,9 @@ pub struct Api {
     /// `PyUnicode_AsUTF8AndSize`: in every version's ABI, but in the limited API only from
     /// 3.10, and this module is built for 3.9's.
     pub as_utf8: AsUtf8Fn,
+    /// `PyCode_NewEmpty(filename, funcname, firstlineno)`: fresh code objects for the layout
+    /// probes (co_extra, code_fields) without compiling any source.
+    pub new_empty_code: NewEmptyCodeFn,
     pub code_type: *const PyTypeObject,
 }
 
@@ -83,6 +88,9 @@ fn load() -> Result<Api, String> {
             as_utf8: std::mem::transmute::<*mut c_void, AsUtf8Fn>(find(&[
                 c"PyUnicode_AsUTF8AndSize",
             ])?),
+            new_empty_code: std::mem::transmute::<*mut c_void, NewEmptyCodeFn>(find(&[
+                c"PyCode_NewEmpty",
+            ])?),
             code_type: find(&[c"PyCode_Type"])?.cast(),
         })
     }
@@ -92,4 +100,23 @@ fn load() -> Result<Api, String> {
 pub fn api() -> Result<&'static Api, String> {
     static API: OnceLock<Result<Api, String>> = OnceLock::new();
     API.get_or_init(load).as_ref().map_err(Clone::clone)
+}
+
+impl Api {
+    /// A new, empty code object named `name` in file `filename` (no source compiled: the
+    /// compiler cost activation some 170,000 instructions).
+    pub fn new_code<'py>(
+        &self,
+        py: pyo3::Python<'py>,
+        filename: &CStr,
+        name: &CStr,
+    ) -> pyo3::PyResult<pyo3::Bound<'py, pyo3::PyAny>> {
+        // SAFETY: two NUL-terminated strings; the GIL is held (we have `py`).
+        unsafe {
+            pyo3::Bound::from_owned_ptr_or_err(
+                py,
+                (self.new_empty_code)(filename.as_ptr(), name.as_ptr(), 1),
+            )
+        }
+    }
 }

@@ -23,8 +23,9 @@ struct Extras {
 /// The offset of `co_extra` in code objects, or None if it could not be found (then callers
 /// go through the API).
 pub fn discover(py: Python<'_>, api: &Api, index: isize) -> Option<usize> {
-    let code =
-        super::probe::compile(py, c"0", c"<perf_trampoline probe>", super::probe::EVAL).ok()?;
+    let code = api
+        .new_code(py, c"<perf_trampoline probe>", c"_perf_trampoline_probe")
+        .ok()?;
     let size: usize = code
         .get_type()
         .getattr("__basicsize__")

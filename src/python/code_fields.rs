@@ -7,6 +7,8 @@
 use pyo3::ffi::PyObject;
 use pyo3::prelude::*;
 
+use super::capi::Api;
+
 /// Byte offsets of the name (`co_qualname` from 3.11, `co_name` before) and `co_filename`.
 #[derive(Clone, Copy, Debug)]
 pub struct Fields {
@@ -15,32 +17,23 @@ pub struct Fields {
 }
 
 /// The offsets, or None when the probe's fields could not be told apart (then names come
-/// from getattr). Runs Python code (compile, getattr): call it at activation, never from the
-/// hook.
-pub fn discover<'py>(py: Python<'py>, name_attr: &str) -> PyResult<Option<Fields>> {
-    // The inner function's qualified name differs from its plain name, and the file name
-    // from both.
-    let module = super::probe::compile(
-        py,
-        c"def _perf_trampoline_outer():\n    def _perf_trampoline_inner(): pass\n",
-        c"<perf_trampoline fields probe>",
-        super::probe::FILE,
-    )?;
-    let code_type = module.get_type();
-    let is_code = |o: &Bound<'_, PyAny>| o.get_type().is(&code_type);
-    let find_code = |holder: &Bound<'py, PyAny>| -> PyResult<Option<Bound<'py, PyAny>>> {
-        Ok(holder
-            .getattr("co_consts")?
-            .try_iter()?
-            .filter_map(Result::ok)
-            .find(|c| is_code(c)))
-    };
-    let Some(outer) = find_code(&module)? else {
-        return Ok(None);
-    };
-    let Some(inner) = find_code(&outer)? else {
-        return Ok(None);
-    };
+/// from getattr). Runs Python code (`code.replace`, getattr): call it at activation, never from
+/// the hook.
+pub fn discover<'py>(py: Python<'py>, api: &Api, name_attr: &str) -> PyResult<Option<Fields>> {
+    // The probe's qualified name differs from its plain name (`replace` gives it one from
+    // 3.11 on, where `name_attr` is co_qualname), and the file name from both.
+    let file = c"<perf_trampoline fields probe>";
+    let mut inner = api.new_code(py, file, c"_perf_trampoline_inner")?;
+    if name_attr != "co_name" {
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item(
+            name_attr,
+            "_perf_trampoline_outer.<locals>._perf_trampoline_inner",
+        )?;
+        inner = inner.call_method("replace", (), Some(&kwargs))?;
+    }
+    let outer = api.new_code(py, file, c"_perf_trampoline_outer")?;
+    let code_type = inner.get_type();
     let size: usize = code_type.getattr("__basicsize__")?.extract()?;
     let offset_of = |attr: &str| -> PyResult<Option<usize>> {
         let wanted = inner.getattr(attr)?.as_ptr() as usize;

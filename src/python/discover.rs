@@ -72,7 +72,7 @@ pub fn find(py: Python<'_>) -> PyResult<&'static Discovered> {
         api,
         index,
         extra_offset: co_extra::discover(py, api, index),
-        fields: code_fields::discover(py, name_attr).ok().flatten(),
+        fields: code_fields::discover(py, api, name_attr).ok().flatten(),
         layout,
         has_qualname,
         guard_stack: minor < 12,

@@ -13,7 +13,6 @@ mod frame_walk;
 mod hook;
 mod hot;
 mod inject;
-mod probe;
 mod profile;
 mod stack_guard;
 mod state;
@@ -39,6 +38,9 @@ const DEFAULT_MAX_CODE_MEMORY: Option<usize> = Some(256 << 20);
 /// off, and the switches that would turn it on are taken out of `os.environ`); `None` (the
 /// default) changes nothing: forked children keep it, others get it only if the environment
 /// already says so.
+///
+/// Raises ValueError while CPython's JIT is on and would make the backend's profile wrong
+/// (3.14: every backend; 3.15: perf_jit), as `sys.activate_stack_trampoline()` does.
 #[pyfunction]
 #[pyo3(signature = (
     backend = "perf",
@@ -67,6 +69,9 @@ fn activate(
             "strategy \"compile-each\" cannot keep jitdump address ranges apart; use \"stamp\" with perf_jit",
         ));
     }
+    if let Some(refusal) = jit_refusal(py, backend)? {
+        return Err(PyValueError::new_err(refusal));
+    }
     let request = state::Request {
         backends,
         backend_name: backend,
@@ -78,6 +83,21 @@ fn activate(
         hook: hook::eval_hook,
     };
     state::activate(py, &request)
+}
+
+/// Why CPython's JIT, running now, would make `backend`'s profile wrong, or None. jit.py
+/// decides; it is imported only while the JIT runs (`sys._jit`, 3.14+), so that no start-up
+/// pays for it.
+fn jit_refusal(py: Python<'_>, backend: &str) -> PyResult<Option<String>> {
+    let Ok(jit) = py.import("sys")?.getattr("_jit") else {
+        return Ok(None);
+    };
+    if !jit.call_method0("is_enabled")?.is_truthy()? {
+        return Ok(None);
+    }
+    py.import("perf_trampoline.jit")?
+        .call_method1("refusal_while_on", (backend,))?
+        .extract()
 }
 
 /// Turns perf support off. Trampolines already on the stack stay valid and return normally.

@@ -19,14 +19,64 @@ const MARGIN: usize = 256 * 1024;
 static OWNER: AtomicUsize = AtomicUsize::new(0);
 static LIMIT: AtomicUsize = AtomicUsize::new(0);
 
+/// The main thread's limit once known (`UNKNOWN` before): each switch back to the main thread
+/// would otherwise find its stack again.
+static MAIN_LIMIT: AtomicUsize = AtomicUsize::new(UNKNOWN);
+const UNKNOWN: usize = usize::MAX;
+
+/// How far below its top we take the main thread's stack to reach at most: the kernel puts
+/// other mappings (`mmap_base`) at least this far, and at least the stack rlimit, under it.
+const MAIN_STACK_ROOM: usize = 128 << 20;
+
 /// The lowest stack address this thread may reach before we refuse new frames. Kept out of
 /// line: inlined into the hook it would grow the hook's frame, which every Python call pays.
 #[cold]
 #[inline(never)]
 fn limit_of_this_thread() -> usize {
-    match this_threads_stack() {
+    let on_main =
+        main_threads_stack().filter(|&(low, high)| (low..high).contains(&stack_pointer()));
+    if on_main.is_some() {
+        let known = MAIN_LIMIT.load(Relaxed);
+        if known != UNKNOWN {
+            return known;
+        }
+    }
+    let limit = match on_main.or_else(this_threads_stack) {
         Some((low, high)) => low + MARGIN.min((high - low) / 4),
         None => 0, // unknown: never refuse
+    };
+    if on_main.is_some() {
+        MAIN_LIMIT.store(limit, Relaxed);
+    }
+    limit
+}
+
+/// The main thread's stack as [low, high), found without `pthread_getattr_np`, which for the
+/// main thread reads all of /proc/self/maps (0.1-0.3 ms, most of what the guard cost at
+/// start-up): its top is just above the executable's name, the highest string the kernel puts
+/// on it (`AT_EXECFN`), and it grows down by at most the stack rlimit, capped at
+/// `MAIN_STACK_ROOM`. None when the rlimit is unlimited (then the kernel may place mappings
+/// anywhere below) or this is not the main thread (the caller checks where the stack pointer is:
+/// a child forked from another thread runs on that thread's stack).
+fn main_threads_stack() -> Option<(usize, usize)> {
+    // SAFETY: plain system calls; AT_EXECFN, when present, points at a NUL-terminated string
+    // the kernel wrote at exec and that stays for the life of the process.
+    unsafe {
+        if libc::getpid() != libc::gettid() {
+            return None;
+        }
+        let name = libc::getauxval(libc::AT_EXECFN) as *const libc::c_char;
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if name.is_null() || libc::getrlimit(libc::RLIMIT_STACK, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur == libc::RLIM_INFINITY {
+            return None;
+        }
+        let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+        let high = (name as usize + libc::strlen(name) + 1).next_multiple_of(page);
+        let size = (limit.rlim_cur as usize).min(MAIN_STACK_ROOM);
+        Some((high.checked_sub(size)?, high))
     }
 }
 
@@ -80,8 +130,9 @@ fn stack_pointer() -> usize {
     sp
 }
 
-/// Forgets the cached thread (after fork the child's only thread may reuse a thread state
-/// address with another stack).
+/// Forgets the cached threads (after fork the child's only thread may reuse a thread state
+/// address with another stack, and may be another thread than the parent's main one).
 pub fn forget() {
     OWNER.store(0, Relaxed);
+    MAIN_LIMIT.store(UNKNOWN, Relaxed);
 }

@@ -236,6 +236,42 @@ def test_deep_recursion_ends_in_recursion_error(interp, work, limit):
             assert int(depth) >= 0.995 * int(theirs.stdout.split()[1]), "we give up earlier than CPython's -X perf"
 
 
+RECURSION_IN_THREADS = r'''
+import os, sys, threading
+sys.setrecursionlimit(50000)
+def down(depth):
+    try:
+        return down(depth + 1)
+    except RecursionError:
+        return depth
+def in_thread():
+    print("thread", down(0), flush=True)
+    pid = os.fork()
+    if pid == 0:  # this child's only thread runs on the parent thread's stack, not the main one's
+        print("forked", down(0), flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+t = threading.Thread(target=in_thread)
+t.start()
+t.join()
+print("main", down(0))
+'''
+
+
+def test_deep_recursion_in_threads_and_a_child_forked_from_one(interp, work):
+    """The guard finds each thread's own stack: the main thread's without reading
+    /proc/self/maps, and that shortcut must not take a child forked from another thread for a
+    main thread (it would refuse every frame there, or let the stack overflow)."""
+    out = run_script(interp, work, RECURSION_IN_THREADS, env={"PERF_TRAMPOLINE": "perf"})
+    assert out.returncode == 0, "crashed: %d %s" % (out.returncode, out.stderr.decode()[-500:])
+    depths = dict((k.decode(), int(v)) for k, v in (line.split() for line in out.stdout.splitlines()))
+    assert set(depths) == {"thread", "forked", "main"}, out.stdout
+    # Each stops where its stack (or CPython's own limit: 3.12 counts C recursion) ends, never
+    # near the start.
+    assert min(depths.values()) > 500, depths
+    assert depths["forked"] >= 0.9 * depths["thread"], depths
+
+
 GROWTH = r'''
 import sys, perf_trampoline
 perf_trampoline.activate(max_code_memory=int(sys.argv[1]))

@@ -131,3 +131,34 @@ def test_activate_rejects_unknown_backend_naming_the_accepted_ones(interp):
     assert out.returncode == 0, out.stderr.decode()
     assert out.stdout.decode().splitlines() == [
         "unknown backend \"nope\"; accepted: perf, perf_jit, perf,perf_jit", "False"]
+
+
+# What each switch may add to a process's modules at start-up: every module costs every Python
+# started with it some 0.1-0.3 ms (and secrets, once, 12 ms). jit.py comes only while CPython's
+# JIT runs or PYTHON_JIT asks for it, json and tempfile only when an attach request arrives.
+STARTUP_MODULES = {
+    "perf": {"perf_trampoline", "perf_trampoline._native", "perf_trampoline._startup"},
+    "standby": {"perf_trampoline", "perf_trampoline._native", "perf_trampoline._startup", "perf_trampoline.standby",
+                "perf_trampoline.handoff", "perf_trampoline.namespaces", "atexit", "errno", "stat", "_stat"},
+}
+SHOW_MODULES = ["-c", "import sys; print(' '.join(sorted(sys.modules)))"]
+
+
+def modules(interp, args=(), env=None):
+    out = interp.run(list(args) + SHOW_MODULES, env=env)
+    assert out.returncode == 0 and not out.stderr, out.stderr.decode()
+    return set(out.stdout.decode().split())
+
+
+def test_without_a_switch_our_pth_line_imports_one_small_module(interp):
+    isolated = modules(interp, ["-S"])  # -S: no site, so no .pth line runs
+    ours = {m for m in modules(interp) - isolated if "perf_trampoline" in m}
+    assert ours == {"_perf_trampoline_switches"}
+
+
+@pytest.mark.parametrize("switch", sorted(STARTUP_MODULES))
+def test_a_switch_imports_only_what_start_up_needs(interp, work, switch):
+    plain = modules(interp)
+    added = modules(interp, env={"PERF_TRAMPOLINE": switch, "PERF_TRAMPOLINE_DIR": str(work)}) - plain
+    assert added <= STARTUP_MODULES[switch], sorted(added - STARTUP_MODULES[switch])
+    assert {"perf_trampoline._native", "perf_trampoline._startup"} <= added

@@ -44,7 +44,7 @@ mod registry;
 mod slots;
 mod unwind;
 
-pub use arena::{READ_SLACK, StampArena};
+pub use arena::{DEFAULT_CHUNK_BYTES, FIRST_CHUNK_BYTES, READ_SLACK, StampArena};
 pub use compiler::{CompileError, Target, Template, build_function, compile, target_isa};
 pub use compose::UnknownName;
 pub use compose::backend::{Backends, open_sink};

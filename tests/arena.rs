@@ -5,7 +5,8 @@ use std::ffi::{c_int, c_void};
 use std::sync::Mutex;
 
 use perf_trampoline::{
-    READ_SLACK, Slot, SlotError, SlotSource, StampArena, Strategy, Target, compile, host_source,
+    DEFAULT_CHUNK_BYTES, FIRST_CHUNK_BYTES, READ_SLACK, Slot, SlotError, SlotSource, StampArena,
+    Strategy, Target, compile, host_source,
 };
 
 /// What the callee saw last, and the return address it found in its caller's frame record.
@@ -165,4 +166,20 @@ fn an_exhausted_budget_is_a_clear_error_not_a_crash() {
         }
         other => panic!("expected Exhausted, got {other:?}"),
     }
+}
+
+#[test]
+fn the_first_chunk_is_small_and_the_next_ones_full_size() {
+    let t = compile(&Target::Host, false).unwrap();
+    let mut arena = StampArena::new(&t.code, 0);
+    arena.next_slot().unwrap();
+    assert_eq!(arena.memory_bytes(), FIRST_CHUNK_BYTES);
+    let in_first = (FIRST_CHUNK_BYTES - READ_SLACK) / arena.stride();
+    for _ in 0..in_first {
+        arena.next_slot().unwrap();
+    }
+    assert_eq!(
+        arena.memory_bytes(),
+        FIRST_CHUNK_BYTES + DEFAULT_CHUNK_BYTES
+    );
 }

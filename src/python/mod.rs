@@ -18,7 +18,7 @@ mod stack_guard;
 mod state;
 mod unwind;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyAttributeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::compose::backend::{self, Backends};
@@ -132,24 +132,54 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(deactivate, m)?)?;
     m.add_function(wrap_pyfunction!(is_active, m)?)?;
     m.add_function(wrap_pyfunction!(_state, m)?)?;
-    m.add_function(wrap_pyfunction!(flamegraph::flamegraph_svg, m)?)?;
     m.add_function(wrap_pyfunction!(fork::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(fork::_prepare_code, m)?)?;
-    m.add_function(wrap_pyfunction!(unwind::unwind_perf_data, m)?)?;
-    m.add_function(wrap_pyfunction!(unwind::unwind_perf_stream, m)?)?;
-    m.add_function(wrap_pyfunction!(unwind::perf_data_has_user_stacks, m)?)?;
-    m.add_class::<profile::Samples>()?;
-    m.add("PROFILE_FORMATS", profile::FORMATS.to_vec())?;
     m.add_function(wrap_pyfunction!(files::output_dir, m)?)?;
     m.add_function(wrap_pyfunction!(files::output_path, m)?)?;
     m.add_function(wrap_pyfunction!(files::parse_output_name, m)?)?;
-    m.add_function(wrap_pyfunction!(files::read_jitdump, m)?)?;
-    m.add_function(wrap_pyfunction!(inject::prepare_injection, m)?)?;
     #[cfg(feature = "frame-walk")]
     m.add_function(wrap_pyfunction!(frame_walk::_frame_pointer_walk, m)?)?;
     m.add("OUTPUT_DIR_VARIABLE", crate::registry::DIR_ENV)?;
     m.add("PERF_MAP_DIR", crate::registry::DEFAULT_DIR)?;
     m.add("BACKENDS", backend::NAMES.to_vec())?;
     m.add("STRATEGIES", Strategy::NAMES.to_vec())?;
+    m.add_function(wrap_pyfunction!(tools_on_first_use, m)?)?;
     Ok(())
+}
+
+/// What [`tools_on_first_use`] puts into the module.
+const TOOLS: [&str; 8] = [
+    "flamegraph_svg",
+    "unwind_perf_data",
+    "unwind_perf_stream",
+    "perf_data_has_user_stacks",
+    "Samples",
+    "PROFILE_FORMATS",
+    "read_jitdump",
+    "prepare_injection",
+];
+
+/// The tools of `perf-trampoline record/report/inject` (the unwinder, the samples model and
+/// its formats, flame graphs, jitdump reading, injection), put into the module the first time
+/// one is asked for, as its `__getattr__` (PEP 562): making them (a class among them) at module
+/// creation cost every start-up with support about 60 µs, and start-up uses none of them.
+#[pyfunction]
+#[pyo3(name = "__getattr__", pass_module)]
+fn tools_on_first_use<'py>(m: &Bound<'py, PyModule>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    // Only a tool's name makes them: the import system asks modules for `__path__` and more.
+    if TOOLS.contains(&name) && !m.dict().contains(name)? {
+        m.add_function(wrap_pyfunction!(flamegraph::flamegraph_svg, m)?)?;
+        m.add_function(wrap_pyfunction!(unwind::unwind_perf_data, m)?)?;
+        m.add_function(wrap_pyfunction!(unwind::unwind_perf_stream, m)?)?;
+        m.add_function(wrap_pyfunction!(unwind::perf_data_has_user_stacks, m)?)?;
+        m.add_class::<profile::Samples>()?;
+        m.add("PROFILE_FORMATS", profile::FORMATS.to_vec())?;
+        m.add_function(wrap_pyfunction!(files::read_jitdump, m)?)?;
+        m.add_function(wrap_pyfunction!(inject::prepare_injection, m)?)?;
+    }
+    m.dict().get_item(name)?.ok_or_else(|| {
+        PyAttributeError::new_err(format!(
+            "module 'perf_trampoline._native' has no attribute '{name}'"
+        ))
+    })
 }

@@ -162,3 +162,19 @@ def test_a_switch_imports_only_what_start_up_needs(interp, work, switch):
     added = modules(interp, env={"PERF_TRAMPOLINE": switch, "PERF_TRAMPOLINE_DIR": str(work)}) - plain
     assert added <= STARTUP_MODULES[switch], sorted(added - STARTUP_MODULES[switch])
     assert {"perf_trampoline._native", "perf_trampoline._startup"} <= added
+
+
+TOOLS = ["flamegraph_svg", "unwind_perf_data", "unwind_perf_stream", "perf_data_has_user_stacks", "Samples",
+         "PROFILE_FORMATS", "read_jitdump", "prepare_injection"]
+
+
+def test_the_extensions_tools_are_made_at_their_first_use(interp):
+    """Start-up never makes the tools of record/report (module __getattr__); each is there
+    when asked for, and a name that is none of them is an AttributeError."""
+    check = ("import json, perf_trampoline._native as n\n"
+             "before = [t for t in %r if t in vars(n)]\n"
+             "got = [t for t in %r if getattr(n, t, None) is not None]\n"
+             "print(json.dumps([before, got, hasattr(n, 'no_such_tool')]))\n" % (TOOLS, TOOLS))
+    out = interp.run(["-c", check])
+    assert out.returncode == 0, out.stderr.decode()
+    assert json.loads(out.stdout) == [[], TOOLS, False]

@@ -10,6 +10,8 @@
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use crate::os::page_size;
+
 /// Stack kept free below the point where we refuse a new frame: enough for CPython to unwind,
 /// build the traceback and run `except` blocks. A quarter of the stack on small thread stacks.
 const MARGIN: usize = 256 * 1024;
@@ -18,11 +20,6 @@ const MARGIN: usize = 256 * 1024;
 /// thread at a time uses these; another thread's first call after a switch refreshes them.
 static OWNER: AtomicUsize = AtomicUsize::new(0);
 static LIMIT: AtomicUsize = AtomicUsize::new(0);
-
-/// The main thread's limit once known (`UNKNOWN` before): each switch back to the main thread
-/// would otherwise find its stack again.
-static MAIN_LIMIT: AtomicUsize = AtomicUsize::new(UNKNOWN);
-const UNKNOWN: usize = usize::MAX;
 
 /// How far below its top we take the main thread's stack to reach at most: the kernel puts
 /// other mappings (`mmap_base`) at least this far, and at least the stack rlimit, under it.
@@ -35,29 +32,20 @@ const MAIN_STACK_ROOM: usize = 128 << 20;
 fn limit_of_this_thread() -> usize {
     let on_main =
         main_threads_stack().filter(|&(low, high)| (low..high).contains(&stack_pointer()));
-    if on_main.is_some() {
-        let known = MAIN_LIMIT.load(Relaxed);
-        if known != UNKNOWN {
-            return known;
-        }
-    }
-    let limit = match on_main.or_else(this_threads_stack) {
+    match on_main.or_else(this_threads_stack) {
         Some((low, high)) => low + MARGIN.min((high - low) / 4),
         None => 0, // unknown: never refuse
-    };
-    if on_main.is_some() {
-        MAIN_LIMIT.store(limit, Relaxed);
     }
-    limit
 }
 
 /// The main thread's stack as [low, high), found without `pthread_getattr_np`, which for the
-/// main thread reads all of /proc/self/maps (0.1-0.3 ms, most of what the guard cost at
-/// start-up): its top is just above the executable's name, the highest string the kernel puts
-/// on it (`AT_EXECFN`), and it grows down by at most the stack rlimit, capped at
-/// `MAIN_STACK_ROOM`. None when the rlimit is unlimited (then the kernel may place mappings
-/// anywhere below) or this is not the main thread (the caller checks where the stack pointer is:
-/// a child forked from another thread runs on that thread's stack).
+/// main thread reads all of /proc/self/maps: 0.1-0.3 ms at start-up, and again at every switch
+/// of the GIL back to the main thread, since `OWNER` changes with each. Its top is just above
+/// the executable's name, the highest string the kernel puts on it (`AT_EXECFN`), and it grows
+/// down by at most the stack rlimit, capped at `MAIN_STACK_ROOM`. None when the rlimit is
+/// unlimited (then the kernel may place mappings anywhere below) or this is not the main
+/// thread (the caller also checks where the stack pointer is: a child forked from another
+/// thread runs on that thread's stack).
 fn main_threads_stack() -> Option<(usize, usize)> {
     // SAFETY: plain system calls; AT_EXECFN, when present, points at a NUL-terminated string
     // the kernel wrote at exec and that stays for the life of the process.
@@ -73,8 +61,7 @@ fn main_threads_stack() -> Option<(usize, usize)> {
         if limit.rlim_cur == libc::RLIM_INFINITY {
             return None;
         }
-        let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
-        let high = (name as usize + libc::strlen(name) + 1).next_multiple_of(page);
+        let high = (name as usize + libc::strlen(name) + 1).next_multiple_of(page_size());
         let size = (limit.rlim_cur as usize).min(MAIN_STACK_ROOM);
         Some((high.checked_sub(size)?, high))
     }
@@ -130,9 +117,8 @@ fn stack_pointer() -> usize {
     sp
 }
 
-/// Forgets the cached threads (after fork the child's only thread may reuse a thread state
-/// address with another stack, and may be another thread than the parent's main one).
+/// Forgets the cached thread (after fork the child's only thread may reuse a thread state
+/// address with another stack).
 pub fn forget() {
     OWNER.store(0, Relaxed);
-    MAIN_LIMIT.store(UNKNOWN, Relaxed);
 }

@@ -105,10 +105,16 @@ def map_lines(path):
     return [line for line in pathlib.Path(path).read_text(errors="surrogateescape").split("\n") if line]
 
 
-def named_for(pid):
-    """Our files in /tmp named for process ``pid``: its perf map, jitdump and jitted code."""
-    return glob.glob("/tmp/perf-%d.map" % pid) + glob.glob("/tmp/jit-%d.dump" % pid) \
+def named_for(pid, since=None):
+    """Our files in /tmp named for process ``pid``: its perf map, jitdump and jitted code;
+    with ``since`` (a time.time()), only those changed since then. A test asking whether a
+    process wrote nothing passes ``since``: pids come round again (pid_max is 32768 here), and
+    an earlier process with the same pid may have left its files in /tmp."""
+    found = glob.glob("/tmp/perf-%d.map" % pid) + glob.glob("/tmp/jit-%d.dump" % pid) \
         + glob.glob("/tmp/jitted-%d-*.so" % pid)
+    # A second of slack: file times come from the kernel's coarse clock, which can lag
+    # time.time(); an earlier process with the same pid cannot have run a second ago.
+    return [f for f in found if since is None or os.stat(f).st_mtime >= since - 1]
 
 
 @pytest.fixture

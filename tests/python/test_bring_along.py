@@ -385,6 +385,7 @@ def test_a_python_that_cannot_load_us_runs_without_support(python, work):
         pytest.skip("%s is not on this machine" % python)
     env = user_start_up(work, (3, 9))
     show = ["-c", "import os; print(os.getpid())"]
+    started = time.time()
     out = run_hooked(str(python), show, dict(env, PERF_TRAMPOLINE="perf"), work)
     pid = int(out.stdout)
     assert out.returncode == 0
@@ -392,7 +393,7 @@ def test_a_python_that_cannot_load_us_runs_without_support(python, work):
         "CPython 3.9 or newer; fix: run the program with CPython 3.9 or newer (a GIL build)\n" % (
             python, python.parent.parent.name)
     assert "sitecustomize %d" % pid in (work / "marks").read_text().split("\n")
-    assert named_for(pid) == []
+    assert named_for(pid, since=started) == []
 
 
 WORKERS = r'''

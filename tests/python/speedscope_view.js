@@ -23,7 +23,10 @@ const { chromium } = require(path.join(process.env.NODE_MODULES, "playwright-cor
     await page.screenshot({ path: shot });
     // The sandwich view's function table is HTML (the flame chart is not); its search keeps the
     // rows that match, so our frames are listed whatever their self time.
+    // Each step waits for the last to show: on a loaded machine a key pressed before the view
+    // is ready goes nowhere (a CI run timed out that way).
     await page.getByText("Sandwich").first().click();
+    await page.getByText("Symbol Name").first().waitFor({ timeout: 30000 });
     await page.keyboard.press("Control+f");
     await page.keyboard.type("py::");
     await page.getByText("py::foo").first().waitFor({ timeout: 30000 });

@@ -4,9 +4,10 @@
 armed, and a plain ``python`` with perf_trampoline installed but no switch set), paired and
 interleaved, per interpreter.
 
-Each interpreter gets two venvs made alike under target/bench-startup/venvs, one with our wheel
-installed (target/wheels, made by scripts/test-interpreters.sh) and one without: "plain" runs
-in the one without, so "installed, no switch" shows what our .pth line costs. Every round runs
+Each interpreter gets three venvs made alike under target/bench-startup/venvs: one with our
+wheel installed (target/wheels, made by scripts/test-interpreters.sh), one without, where
+"plain" runs, and one with nothing but a .pth file holding a comment, so that "installed, no
+switch" shows what our .pth line costs next to what site charges for any .pth file. Every round runs
 each way once, in an order rotated round by round; the table gives the median of each way's
 wall time and CPU time (user + system of the child, from wait4: other processes on this machine
 do not count) and, per round, its difference to plain's (median and quartiles). Everything runs
@@ -37,7 +38,7 @@ class Way:
 
     def __init__(self, name, venv, args, env=None, since=(3, 0), output=None):
         self.name = name
-        self.venv = venv  # "bare" or "ours"
+        self.venv = venv  # "bare", "comment" or "ours"
         self.args = args
         self.env = env or {}
         self.since = since
@@ -46,6 +47,7 @@ class Way:
 
 WAYS = [
     Way("plain", "bare", ["empty.py"]),
+    Way("any .pth file (a comment line)", "comment", ["empty.py"]),
     Way("installed, no switch", "ours", ["empty.py"]),
     Way("-X perf (CPython's)", "bare", ["-X", "perf", "empty.py"], since=(3, 12), output="perf-{pid}.map"),
     Way("PERF_TRAMPOLINE=perf (.pth)", "ours", ["empty.py"], {"PERF_TRAMPOLINE": "perf"}, output="perf-{pid}.map"),
@@ -71,14 +73,18 @@ def run_quietly(cmd):
 
 
 def venvs(interp, wheel):
-    """{"bare": python, "ours": python}: two venvs made the same way, ours with the wheel."""
+    """{"bare": python, "comment": python, "ours": python}: three venvs made the same way, ours
+    with the wheel, "comment" with a .pth file that only holds a comment."""
     base = run_quietly(interp.wrap + [interp.python, "-c", "import sys; print(sys._base_executable)"]).strip()
     pythons = {}
-    for kind in ("bare", "ours"):
+    for kind in ("bare", "comment", "ours"):
         path = WORK / "venvs" / ("%s-%s" % (interp.name, kind))
         python = path / "bin" / "python"
         if not python.exists():
             run_quietly(interp.wrap + [base, "-m", "venv", str(path)])
+        if kind == "comment":
+            site = run_quietly(interp.wrap + [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"])
+            pathlib.Path(site.strip(), "comment.pth").write_text("# nothing but a comment\n")
         if kind == "ours":
             stamp = path / "installed-wheel"
             want = "%s %d %d" % (wheel, wheel.stat().st_size, wheel.stat().st_mtime_ns)

@@ -8,31 +8,19 @@ trampoline, named ``py::<qualname>:<filename>`` in ``/tmp/perf-<pid>.map`` and/o
     perf_trampoline.deactivate()
 """
 
-import os
-import sys
-
 # activate() refuses a backend CPython's JIT would make wrong (3.14+), asking jit.py why only
-# while the JIT runs.
-from ._native import BACKENDS, STRATEGIES, _after_fork_in_child, _prepare_code, activate, deactivate, is_active
+# while the JIT runs. The start-up switches may have loaded _native before this package (see
+# _startup.py): `from . import _native` binds it here either way.
+from . import _native as _native
+from ._native import BACKENDS, STRATEGIES, _prepare_code, activate, deactivate, is_active
 from ._native import _state as _state  # for tests and diagnostics
 
 __all__ = ["BACKENDS", "STRATEGIES", "activate", "deactivate", "is_active", "prepare"]
 
-# A forked child writes files of its own (see activate(persist_after_fork=...)).
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _jit_may_run():
-    """Whether CPython's JIT runs or may come on at start-up (3.14+ with ``PYTHON_JIT`` set): a
-    cheap superset of ``jit.comes_on()``, so that the start-up switches and the runner import
-    jit.py (some 0.2 ms) only then."""
-    jit = getattr(sys, "_jit", None)
-    return jit is not None and (jit.is_enabled() or bool(os.environ.get("PYTHON_JIT")))
-
 
 def _code_objects(obj, seen):
     """Yields every code object reachable from a module, class, function, method or code."""
-    import types  # here, not at the top: the start-up switches import this package, never prepare()
+    import types  # here, not at the top: standby and attach import this package, never prepare()
 
     if id(obj) in seen:
         return

@@ -85,7 +85,8 @@ def _load_script(path):
 
 
 def main(argv=None):
-    from . import _jit_may_run, activate
+    from . import activate
+    from ._startup import _jit_may_run
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in COMMANDS:

@@ -9,17 +9,18 @@ import sys
 
 
 def _load(site):
-    """The target's perf_trampoline: the one it imported already (support has one owner per
-    process), else ours, from our own installation's directory in ``site``. Only remote.py's
-    script gets that far (standby runs inside our package), and it puts bring_along_hook's
+    """The target's perf_trampoline (its extension module, or the package, which has the same
+    functions): the one it loaded already (support has one owner per process), else ours, from
+    our own installation's directory in ``site``. Only remote.py's script gets that far (standby runs inside our package), and it puts bring_along_hook's
     ``refusal`` and ``load`` beside this code: nothing goes on the target's sys.path, and no
     bytecode is written into our installation."""
+    native = sys.modules.get("perf_trampoline._native")
+    if native is not None:  # loaded with the package, or alone by the start-up switches
+        return native
     module = sys.modules.get("perf_trampoline")
-    if module is not None:
-        if not hasattr(module, "activate"):
-            raise ImportError("the program has a module of its own named perf_trampoline (%s)"
-                              % getattr(module, "__file__", "?"))
-        return module
+    if module is not None:  # ours would have loaded its _native first
+        raise ImportError("the program has a module of its own named perf_trampoline (%s)"
+                          % getattr(module, "__file__", "?"))
     problem = refusal()  # noqa: F821
     if problem:
         raise ImportError(problem)
@@ -34,7 +35,7 @@ def _backend(module):
 
 
 def _run(args):
-    if args["op"] == "detach" and "perf_trampoline" not in sys.modules:
+    if args["op"] == "detach" and "perf_trampoline._native" not in sys.modules:
         return {"ok": True, "was_active": False}
     module = _load(args["site"])
     active = module.is_active()

@@ -9,6 +9,11 @@ Support reaches child processes too (see activate(children=True)) unless
 ``PERF_TRAMPOLINE_CHILDREN=0`` keeps it to this process.
 A bad value prints one line naming the accepted values, and the program runs without support.
 Where CPython's JIT would make the profile wrong, it is kept off for the run (see jit.py).
+
+_perf_trampoline_switches loads this module and the extension straight from this directory and
+calls run(): the package itself (its __init__) is not imported at start-up. So this module
+imports nothing of the package at its top, and run() reaches the extension as ``._native``,
+which is already loaded then.
 """
 
 import os
@@ -20,6 +25,14 @@ def _say(msg):
 
 
 CHILDREN = "PERF_TRAMPOLINE_CHILDREN"
+
+
+def _jit_may_run():
+    """Whether CPython's JIT runs or may come on at start-up (3.14+ with ``PYTHON_JIT`` set): a
+    cheap superset of ``jit.comes_on()``, so that the start-up switches and the runner import
+    jit.py (some 0.2 ms) only then."""
+    jit = getattr(sys, "_jit", None)
+    return jit is not None and (jit.is_enabled() or bool(os.environ.get("PYTHON_JIT")))
 
 
 def _flag(name, value):
@@ -87,7 +100,7 @@ def run():
         # A variable reaches child processes by itself, each reading it as its version does
         # (CPython's own switches are CPython's from 3.12 on); -X is handed on as PERF_TRAMPOLINE.
         children = None
-    from . import _jit_may_run, activate
+    from ._native import activate
 
     if _jit_may_run():
         from . import jit
@@ -102,6 +115,3 @@ def run():
         _say("PERF_TRAMPOLINE=%r: %s (running without perf support)" % (backend, e))
     except Exception as e:  # the program must run even when support cannot be turned on
         _say("%s (running without perf support)" % (e,))
-
-
-run()

@@ -96,11 +96,12 @@ def step_aside(package):
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = _without(sys.path, here)
     sys.path_importer_cache.pop(here, None)
-    if os.environ.get("PERF_TRAMPOLINE") and NAME not in sys.modules:  # else: installed here, its .pth ran
+    if os.environ.get("PERF_TRAMPOLINE") and NAME + "._native" not in sys.modules:  # else: installed here, its .pth ran
         reason = refusal()
         try:
             if reason is None:
-                load(package, "_startup")  # which turns support on, as the installed .pth does
+                load(package, "_startup")
+                sys.modules[NAME + "._startup"].run()  # which turns support on, as the installed .pth does
         except Exception as e:  # the program must run even when support cannot be turned on
             reason = "cannot load %s from %s: %s: %s" % (NAME, package, type(e).__name__, e)
         if reason:

@@ -3,17 +3,30 @@
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use super::{capi, hook, stack_guard, state};
 
-/// Runs in the child right after `os.fork()` (registered with `os.register_at_fork`): the
-/// child's outputs move to files named by its own pid, so parent and child never write into
-/// one file; with `persist_after_fork` (the default) they start with everything the parent's
-/// named, since the child runs the trampolines it inherited.
+/// Runs in the child right after `os.fork()` (see [`register_at_fork`]): the child's outputs
+/// move to files named by its own pid, so parent and child never write into one file; with
+/// `persist_after_fork` (the default) they start with everything the parent's named, since the
+/// child runs the trampolines it inherited.
 #[pyfunction]
-pub fn _after_fork_in_child() {
+fn _after_fork_in_child() {
     stack_guard::forget();
     state::follow_fork().print();
+}
+
+/// Registers [`_after_fork_in_child`] with `os.register_at_fork` as the module is made, so
+/// that it is there however the module was loaded: through the package, or alone by the
+/// start-up switches (python/data/purelib/_perf_trampoline_switches.py).
+pub fn register_at_fork(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let kwargs = PyDict::new(m.py());
+    kwargs.set_item("after_in_child", wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    m.py()
+        .import("os")?
+        .call_method("register_at_fork", (), Some(&kwargs))?;
+    Ok(())
 }
 
 /// Gives a code object its trampoline now, without running it; returns whether it has one.

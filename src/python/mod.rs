@@ -132,7 +132,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(deactivate, m)?)?;
     m.add_function(wrap_pyfunction!(is_active, m)?)?;
     m.add_function(wrap_pyfunction!(_state, m)?)?;
-    m.add_function(wrap_pyfunction!(fork::_after_fork_in_child, m)?)?;
+    fork::register_at_fork(m)?;
     m.add_function(wrap_pyfunction!(fork::_prepare_code, m)?)?;
     m.add_function(wrap_pyfunction!(files::output_dir, m)?)?;
     m.add_function(wrap_pyfunction!(files::output_path, m)?)?;

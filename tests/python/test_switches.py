@@ -134,10 +134,12 @@ def test_activate_rejects_unknown_backend_naming_the_accepted_ones(interp):
 
 
 # What each switch may add to a process's modules at start-up: every module costs every Python
-# started with it some 0.1-0.3 ms (and secrets, once, 12 ms). jit.py comes only while CPython's
-# JIT runs or PYTHON_JIT asks for it, json and tempfile only when an attach request arrives.
+# started with it some 0.1-0.3 ms (and secrets, once, 12 ms). The package itself is not among
+# them where support turns on at once: the switches load _native and _startup alone. jit.py
+# comes only while CPython's JIT runs or PYTHON_JIT asks for it, json and tempfile only when an
+# attach request arrives.
 STARTUP_MODULES = {
-    "perf": {"perf_trampoline", "perf_trampoline._native", "perf_trampoline._startup"},
+    "perf": {"perf_trampoline._native", "perf_trampoline._startup"},
     "standby": {"perf_trampoline", "perf_trampoline._native", "perf_trampoline._startup", "perf_trampoline.standby",
                 "perf_trampoline.handoff", "perf_trampoline.namespaces", "atexit", "errno", "stat", "_stat"},
 }
@@ -162,6 +164,40 @@ def test_a_switch_imports_only_what_start_up_needs(interp, work, switch):
     added = modules(interp, env={"PERF_TRAMPOLINE": switch, "PERF_TRAMPOLINE_DIR": str(work)}) - plain
     assert added <= STARTUP_MODULES[switch], sorted(added - STARTUP_MODULES[switch])
     assert {"perf_trampoline._native", "perf_trampoline._startup"} <= added
+
+
+def test_the_package_imported_after_start_up_finds_support_on(interp, work):
+    """The switches load the extension alone; a later `import perf_trampoline` uses that one
+    module (support has one owner) and finds support on."""
+    check = ("import sys\n"
+             "before = 'perf_trampoline' in sys.modules\n"
+             "import perf_trampoline, perf_trampoline._native as n\n"
+             "print(before, perf_trampoline.is_active(), n is sys.modules['perf_trampoline._native'],\n"
+             "      perf_trampoline._native is n)\n")
+    out = interp.run(["-c", check], env={"PERF_TRAMPOLINE": "perf", "PERF_TRAMPOLINE_DIR": str(work)})
+    assert out.returncode == 0 and not out.stderr, out.stderr.decode()
+    assert out.stdout.decode().split() == ["False", "True", "True", "True"]
+
+
+def test_an_extension_that_cannot_load_costs_one_line_and_the_program_runs(interp, work):
+    """A broken installation (here an extension module that is no ELF file) is one line
+    naming where and the fix; the program runs without support."""
+    found = interp.run(["-c", "import _perf_trampoline_switches as s; print(s.__file__)"])
+    assert found.returncode == 0, found.stderr.decode()
+    switches = found.stdout.decode().strip()
+    site = work / "site"
+    (site / "perf_trampoline").mkdir(parents=True)
+    shutil.copy(switches, site)
+    shutil.copy(str(ROOT / "python" / "perf_trampoline" / "_startup.py"), site / "perf_trampoline")
+    (site / "perf_trampoline" / "_native.abi3.so").write_bytes(b"not an ELF file")
+    out = interp.run(["-S", "-c", "import sys; sys.path.insert(0, %r); import _perf_trampoline_switches\n"
+                                  "print('ran', 'perf_trampoline._native' in sys.modules)" % str(site)],
+                     env={"PERF_TRAMPOLINE": "perf", "PERF_TRAMPOLINE_DIR": str(work)})
+    assert out.returncode == 0 and out.stdout.decode().split() == ["ran", "False"], out
+    lines = out.stderr.decode().splitlines()
+    assert len(lines) == 1 and "cannot load it from %s" % site in lines[0], lines
+    assert "running without perf support; reinstall perf-trampoline" in lines[0], lines
+    assert not list(work.glob("perf-*.map"))
 
 
 TOOLS = ["flamegraph_svg", "unwind_perf_data", "unwind_perf_stream", "perf_data_has_user_stacks", "Samples",

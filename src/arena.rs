@@ -21,6 +21,11 @@ pub const FIRST_CHUNK_BYTES: usize = 16 * 1024;
 /// reads 9); past the last copy of a chunk that read must still hit mapped memory.
 pub const READ_SLACK: usize = 16;
 
+/// `bytes` rounded up to room for one copy at `stride` and the read slack, then to whole pages.
+fn chunk_size(bytes: usize, stride: usize) -> usize {
+    bytes.max(stride + READ_SLACK).next_multiple_of(page_size())
+}
+
 /// Copies of one template, handed out one address at a time.
 ///
 /// A chunk is mapped read-write, filled with copies at a fixed stride, then switched to
@@ -61,12 +66,11 @@ impl StampArena {
             .max(template.len())
             .max(1)
             .next_multiple_of(SLOT_ALIGN);
-        let at_least = |bytes: usize| bytes.max(stride + READ_SLACK).next_multiple_of(page_size());
         StampArena {
             template: template.to_vec(),
             stride,
-            first_chunk_bytes: at_least(FIRST_CHUNK_BYTES),
-            chunk_bytes: at_least(DEFAULT_CHUNK_BYTES),
+            first_chunk_bytes: chunk_size(FIRST_CHUNK_BYTES, stride),
+            chunk_bytes: chunk_size(DEFAULT_CHUNK_BYTES, stride),
             budget: None,
             hint: 0,
             chunks: Vec::new(),
@@ -78,9 +82,7 @@ impl StampArena {
     /// Sets the size of every chunk, the first too (rounded up to whole pages and to at least
     /// one slot).
     pub fn with_chunk_bytes(mut self, bytes: usize) -> StampArena {
-        self.chunk_bytes = bytes
-            .max(self.stride + READ_SLACK)
-            .next_multiple_of(page_size());
+        self.chunk_bytes = chunk_size(bytes, self.stride);
         self.first_chunk_bytes = self.chunk_bytes;
         self
     }

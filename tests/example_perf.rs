@@ -39,9 +39,12 @@ fn perf_shows_the_example_evaluators_frames_nested() {
         "{} missing: cargo test builds examples",
         bin.display()
     );
-    let dir = std::env::temp_dir().join(format!("pt-example-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = dir.join("perf.data");
+    // Removed when the guard drops, a failed run's too.
+    let dir = tempfile::Builder::new()
+        .prefix("pt-example-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("perf.data");
     let rec = Command::new("perf")
         .args(["record", "-F", "999", "-g", "-q", "-o"])
         .arg(&data)
@@ -86,7 +89,6 @@ fn perf_shows_the_example_evaluators_frames_nested() {
     {
         let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
     }
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         all.len() >= 200,
         "too few samples ({}) to judge; perf output:\n{text:.2000}",

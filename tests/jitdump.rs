@@ -15,16 +15,17 @@ const TRIPLES: &[&str] = &[
     "s390x-unknown-linux-gnu",
 ];
 
-fn tmpdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("pt-jitdump-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A scratch directory, removed when the guard drops (a failed test's too).
+fn tmpdir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("pt-jitdump-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn write_dump(t: &Template, tag: &str, names: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
     let dir = tmpdir(tag);
-    let path = dir.join("jit-4321.dump");
+    let path = dir.path().join("jit-4321.dump");
     let mut dump = JitDump::open(&path, 4321, t, Writers::OnlyUs).unwrap();
     let stride = jitdump::min_stride(t).unwrap();
     let addrs: Vec<usize> = (0..names.len())
@@ -40,7 +41,6 @@ fn write_dump(t: &Template, tag: &str, names: &[&[u8]]) -> (Vec<u8>, Vec<usize>)
     }
     dump.close().unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     (bytes, addrs)
 }
 

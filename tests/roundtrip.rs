@@ -21,11 +21,12 @@ fn symbols() -> impl Strategy<Value = Vec<(usize, usize, Vec<u8>)>> {
     proptest::collection::vec((any::<usize>(), 1..4096usize, names()), 1..20)
 }
 
-fn tmp(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("pt-roundtrip-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A scratch directory, removed when the guard drops (a failed case's too).
+fn tmp(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("pt-roundtrip-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 proptest! {
@@ -48,7 +49,7 @@ proptest! {
     #[test]
     fn perf_map_lines_read_back_as_recorded(syms in symbols()) {
         let dir = tmp("map");
-        let path = dir.join("perf-1.map");
+        let path = dir.path().join("perf-1.map");
         let mut map = PerfMap::open(&path, Writers::OnlyUs).unwrap();
         for (addr, size, name) in &syms {
             map.record(&Symbol { addr: *addr, size: *size, name }).unwrap();
@@ -57,7 +58,7 @@ proptest! {
         let live = std::fs::read(&path).unwrap();
         map.close().unwrap();
         let text = std::fs::read(&path).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(dir);
         // While open, the unused room past the records reads as blank lines; closing cuts it.
         prop_assert!(live.starts_with(&text) && live[text.len()..].iter().all(|&b| b == b'\n'));
         prop_assert_eq!(text.iter().filter(|&&b| b == b'\n').count(), syms.len());
@@ -73,7 +74,7 @@ proptest! {
     fn jitdump_records_read_back_as_recorded(syms in symbols()) {
         let t = compile(&Target::Host, false).unwrap();
         let dir = tmp("dump");
-        let path = dir.join("jit-1.dump");
+        let path = dir.path().join("jit-1.dump");
         let mut dump = JitDump::open(&path, 1, &t, Writers::OnlyUs).unwrap();
         let batch: Vec<Symbol> = syms.iter().map(|(a, s, n)| Symbol { addr: *a, size: *s, name: n }).collect();
         // Half one by one, half in one batch (the after-fork path).
@@ -85,7 +86,7 @@ proptest! {
         let live = std::fs::read(&path).unwrap();
         dump.close().unwrap();
         let parsed = jitdump::parse(&std::fs::read(&path).unwrap()).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(dir);
         // While open, zeros follow the records (perf stops there); closing cuts them.
         let live_dump = jitdump::parse(&live).unwrap();
         prop_assert!(live[live.len() - live_dump.trailing..].iter().all(|&b| b == 0));

@@ -10,11 +10,14 @@ use perf_trampoline::jitdump::{self, JitDump, Record};
 use perf_trampoline::perf_map::PerfMap;
 use perf_trampoline::{Sink, Symbol, Target, Writers, compile, process_start};
 
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pt-stale-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A scratch directory holding `name`, removed when the guard drops (a failed test's too).
+fn scratch(tag: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("pt-stale-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
 }
 
 /// A map line covering every address we could hand out, as a dead process's map may.
@@ -48,8 +51,7 @@ fn map_after_one_record(path: &Path, writers: Writers) -> String {
 
 #[test]
 fn a_dead_processs_map_is_started_over() {
-    let dir = tmpdir("dead");
-    let path = dir.join("perf-1.map");
+    let (_dir, path) = scratch("dead", "perf-1.map");
     plant(
         &path,
         DEAD_LINE.repeat(100).as_bytes(),
@@ -63,8 +65,7 @@ fn a_dead_processs_map_is_started_over() {
 
 #[test]
 fn a_map_written_since_this_process_began_is_added_to() {
-    let dir = tmpdir("since");
-    let path = dir.join("perf-1.map");
+    let (_dir, path) = scratch("since", "perf-1.map");
     std::fs::write(&path, "10 10 py::before_exec:/a.py\n").unwrap();
     let text = map_after_one_record(&path, Writers::OnlyUs);
     assert_eq!(
@@ -75,8 +76,7 @@ fn a_map_written_since_this_process_began_is_added_to() {
 
 #[test]
 fn with_cpythons_trampoline_writing_too_an_old_map_is_kept() {
-    let dir = tmpdir("cpython");
-    let path = dir.join("perf-1.map");
+    let (_dir, path) = scratch("cpython", "perf-1.map");
     plant(&path, DEAD_LINE.as_bytes(), Duration::from_secs(3600));
     let text = map_after_one_record(&path, Writers::WithCpython);
     assert_eq!(
@@ -87,8 +87,7 @@ fn with_cpythons_trampoline_writing_too_an_old_map_is_kept() {
 
 #[test]
 fn a_fifo_is_refused() {
-    let dir = tmpdir("fifo");
-    let path = dir.join("perf-1.map");
+    let (_dir, path) = scratch("fifo", "perf-1.map");
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a valid path string.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
@@ -105,8 +104,7 @@ fn another_users_old_map_is_left_alone() {
         eprintln!("skipped: only root can give a file to another user");
         return;
     }
-    let dir = tmpdir("theirs");
-    let path = dir.join("perf-1.map");
+    let (_dir, path) = scratch("theirs", "perf-1.map");
     plant(&path, DEAD_LINE.as_bytes(), Duration::from_secs(3600));
     std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
     let before = std::fs::metadata(&path).unwrap();
@@ -153,7 +151,7 @@ fn dump_of(path: &Path, names: &[&[u8]], exits: bool) {
 
 #[test]
 fn a_dead_processs_dump_is_started_over() {
-    let path = tmpdir("dump-dead").join("jit-7.dump");
+    let (_dir, path) = scratch("dump-dead", "jit-7.dump");
     dump_of(&path, &[b"py::dead:/old.py"], true);
     age(&path, Duration::from_secs(3600));
     dump_of(&path, &[b"py::ours:/new.py"], true);
@@ -165,7 +163,7 @@ fn a_dead_processs_dump_is_started_over() {
 
 #[test]
 fn a_dump_this_process_wrote_before_an_exec_goes_on_after_its_last_record() {
-    let path = tmpdir("dump-exec").join("jit-7.dump");
+    let (_dir, path) = scratch("dump-exec", "jit-7.dump");
     dump_of(&path, &[b"py::a:/a.py", b"py::b:/a.py"], false);
     assert!(
         load_names_and_indices(&path).0 > 0,
@@ -185,8 +183,7 @@ fn a_dump_this_process_wrote_before_an_exec_goes_on_after_its_last_record() {
 #[test]
 fn a_recent_dump_of_another_process_is_refused() {
     let t = compile(&Target::Host, false).unwrap();
-    let dir = tmpdir("dump-other");
-    let path = dir.join("jit-7.dump");
+    let (_dir, path) = scratch("dump-other", "jit-7.dump");
     JitDump::open(&path, 8, &t, Writers::OnlyUs)
         .unwrap()
         .close()

@@ -126,8 +126,13 @@ const MODELS: &[Model] = &[
 
 /// (offset, mnemonic, operands) of each instruction, decoded by objdump.
 fn disassemble(code: &[u8], machine: &[&str], tag: &str) -> Vec<(u64, String, String)> {
-    let path = std::env::temp_dir().join(format!("pt-unwind-{tag}-{}.bin", std::process::id()));
-    std::fs::write(&path, code).unwrap();
+    // Removed when the guard drops, a failed run's too.
+    let file = tempfile::Builder::new()
+        .prefix(&format!("pt-unwind-{tag}-"))
+        .suffix(".bin")
+        .tempfile()
+        .unwrap();
+    std::fs::write(file.path(), code).unwrap();
     let out = Command::new("objdump")
         .args([
             "-D",
@@ -138,10 +143,10 @@ fn disassemble(code: &[u8], machine: &[&str], tag: &str) -> Vec<(u64, String, St
             "no-aliases",
         ])
         .args(machine)
-        .arg(&path)
+        .arg(file.path())
         .output()
         .expect("objdump not found: run scripts/install-deps.sh (binutils-multiarch)");
-    let _ = std::fs::remove_file(&path);
+    drop(file);
     assert!(
         out.status.success(),
         "objdump: {}",

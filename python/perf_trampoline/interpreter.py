@@ -15,9 +15,9 @@ CPYTHON_SWITCHES = ("PYTHONPERFSUPPORT", "PYTHON_PERF_JIT_SUPPORT")
 
 # Runs in the target interpreter (any version perf-trampoline supports) and prints JSON.
 _PROBE = r'''
-import json, sys, sysconfig
+import json, os, sys, sysconfig
 flags = " ".join(sysconfig.get_config_var(v) or "" for v in ("CFLAGS", "CONFIGURE_CFLAGS"))
-info = {"executable": sys.executable, "version": ".".join(map(str, sys.version_info[:3])),
+info = {"executable": sys.executable, "version": ".".join(map(str, sys.version_info[:3])), "pid": os.getpid(),
         "frame_pointers": "-fno-omit-frame-pointer" in flags.split(),
         "cpython_trampoline": bool(getattr(sys, "is_stack_trampoline_active", lambda: False)()),
         "jit": sys._jit.is_enabled() if hasattr(sys, "_jit") and sys._jit.is_available() else None}
@@ -46,6 +46,14 @@ if len(sys.argv) > 2:  # bring_along.probe_args(): could it load ours instead?
             hook["load"](sys.argv[2])
         except Exception as e:
             info["bring_error"] = "%s: %s" % (type(e).__name__, e)
+if info["cpython_trampoline"]:
+    # Switched on in the user's environment, CPython's trampoline wrote this probe's map (or
+    # dump) where it always writes, /tmp; nobody profiles the probe, so it is litter.
+    for path in ("/tmp/perf-%d.map" % os.getpid(), "/tmp/jit-%d.dump" % os.getpid()):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 print(json.dumps(info))
 '''
 

@@ -132,14 +132,16 @@ mod tests {
 
     #[test]
     fn perf_map_refuses_symlinks_and_other_users_files() {
-        let dir = std::env::temp_dir().join(format!("perfdata-symbols-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let map = dir.join("perf-1.map");
+        let dir = tempfile::Builder::new()
+            .prefix("perfdata-symbols-")
+            .tempdir()
+            .unwrap();
+        let map = dir.path().join("perf-1.map");
         std::fs::write(&map, "1000 10 py::f:/a.py\n\n2000 8 py::g:/a.py\n").unwrap();
         let t = read_perf_map(&map).unwrap();
         assert_eq!(t.lookup(0x1008), Some("py::f:/a.py"));
         assert_eq!(t.lookup(0x2007), Some("py::g:/a.py"));
-        let link = dir.join("perf-2.map");
+        let link = dir.path().join("perf-2.map");
         std::os::unix::fs::symlink(&map, &link).unwrap();
         assert!(read_perf_map(&link).is_err());
         if crate::os::euid() == 0 {
@@ -150,6 +152,5 @@ mod tests {
                 Some(io::ErrorKind::PermissionDenied)
             );
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -320,11 +320,13 @@ mod tests {
     use super::*;
     use std::os::unix::fs::OpenOptionsExt;
 
-    fn open(tag: &str) -> (std::path::PathBuf, File) {
-        let dir = std::env::temp_dir().join(format!("pt-appender-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("out");
+    /// A new file in a scratch directory that is removed when the returned guard drops.
+    fn open(tag: &str) -> (tempfile::TempDir, std::path::PathBuf, File) {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("pt-appender-{tag}-"))
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("out");
         let file = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
@@ -332,12 +334,12 @@ mod tests {
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)
             .unwrap();
-        (path, file)
+        (dir, path, file)
     }
 
     #[test]
     fn records_are_in_the_file_before_finish_and_the_room_is_cut_at_finish() {
-        let (path, file) = open("basic");
+        let (_dir, path, file) = open("basic");
         let mut a = Appender::new(file, b'\n', Order::Forward);
         let mut expected = Vec::new();
         for i in 0..20_000u32 {
@@ -362,7 +364,7 @@ mod tests {
 
     #[test]
     fn another_writer_appending_in_between_is_kept_and_never_overwritten() {
-        let (path, file) = open("other");
+        let (_dir, path, file) = open("other");
         let other = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)

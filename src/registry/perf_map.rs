@@ -102,17 +102,19 @@ impl Sink for PerfMap {
 mod tests {
     use super::*;
 
-    fn tmpdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("pt-map-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A scratch directory, removed when the guard drops (a failed test's too).
+    fn tmpdir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("pt-map-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn lines_have_perfs_format_and_mode_0600() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tmpdir("fmt");
+        let tmp = tmpdir("fmt");
+        let dir = tmp.path();
         let mut m = PerfMap::open(&dir.join("perf-4242.map"), Writers::OnlyUs).unwrap();
         m.record(&Symbol {
             addr: 0x7f00_dead_b000,
@@ -158,7 +160,8 @@ mod tests {
 
     #[test]
     fn a_planted_symlink_is_not_followed() {
-        let dir = tmpdir("link");
+        let tmp = tmpdir("link");
+        let dir = tmp.path();
         let victim = dir.join("victim");
         std::fs::write(&victim, "keep me").unwrap();
         std::os::unix::fs::symlink(&victim, dir.join("perf-77.map")).unwrap();

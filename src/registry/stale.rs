@@ -60,14 +60,15 @@ mod tests {
 
     #[test]
     fn old_files_are_stale_and_files_written_now_are_not() {
-        let dir = std::env::temp_dir().join(format!("pt-stale-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("f");
+        let dir = tempfile::Builder::new()
+            .prefix("pt-stale-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("f");
         let file = std::fs::File::create(&path).unwrap();
         assert!(!written_before_us(&file.metadata().unwrap()));
         file.set_modified(process_start().unwrap() - Duration::from_secs(1))
             .unwrap();
         assert!(written_before_us(&file.metadata().unwrap()));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -115,6 +116,24 @@ def named_for(pid, since=None):
     # A second of slack: file times come from the kernel's coarse clock, which can lag
     # time.time(); an earlier process with the same pid cannot have run a second ago.
     return [f for f in found if since is None or os.stat(f).st_mtime >= since - 1]
+
+
+def recorded_pids(interp, data, cwd=None):
+    """The pids of every process a perf recording followed: those sampled, and through the
+    task events (fork, exec, exit) those never sampled (a forkserver, a short helper)."""
+    out = interp.perf(["script", "--show-task-events", "-F", "pid", "-i", str(data)], cwd=cwd)
+    # "PID/TID PERF_RECORD_FORK(CHILD:CHILD):(PID:PID)" for a fork, "PID" for a sample.
+    found = re.findall(r"^\s*(\d+)|PERF_RECORD_FORK\((\d+):", out.stdout.decode(errors="replace"), re.M)
+    return {int(pid) for pair in found for pid in pair if pid} - {0}
+
+
+def remove_recorded_outputs(interp, data, since, cwd=None):
+    """Removes the files in /tmp named for the processes of a perf recording (``data``) and
+    changed since ``since``: CPython's own perf support (-X perf, PYTHONPERFSUPPORT, -X perf_jit)
+    writes there whatever PERF_TRAMPOLINE_DIR says, and perf reads maps only there."""
+    for pid in recorded_pids(interp, data, cwd):
+        for path in named_for(pid, since):
+            pathlib.Path(path).unlink(missing_ok=True)
 
 
 @pytest.fixture

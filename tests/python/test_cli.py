@@ -3,6 +3,7 @@ interpreters, its flame graphs opened in headless Chromium, and the errors users
 
 import collections
 import ctypes
+import json
 import os
 import pathlib
 import re
@@ -58,6 +59,23 @@ def cli(interp, args, work, path=None, env=None, **kw):
     out = subprocess.run(cli_argv(interp, args, path), cwd=work, env=clean_env(env), capture_output=True,
                          timeout=600, **kw)
     return out.returncode, out.stdout.decode(errors="replace"), out.stderr.decode(errors="replace")
+
+
+def cli_with_cpythons_switch(interp, args, work, env):
+    """cli() with CPython's own perf switch in the command's environment: the command's Python
+    then has CPython's trampoline on, which writes /tmp/perf-<its pid>.map whatever
+    PERF_TRAMPOLINE_DIR says; that file is removed here (its probe of the target removes its
+    own). The wrapper into a root execs, so the pid started is the Python's."""
+    since = time.time()
+    with subprocess.Popen(cli_argv(interp, args), cwd=work, env=clean_env(env), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        try:
+            out, err = proc.communicate(timeout=600)
+        finally:
+            proc.kill()
+    for path in named_for(proc.pid, since):
+        os.unlink(path)
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def busy_program(work):
@@ -405,16 +423,33 @@ def test_doctor(interp, work):
 def test_doctor_and_record_with_cpythons_own_trampoline_switched_on(interp, work):
     if interp.version < (3, 12):
         pytest.skip("CPython %d.%d has no trampoline of its own" % interp.version[:2])
-    status, stdout, _ = cli(interp, ["doctor"], work, env={"PYTHONPERFSUPPORT": "1"})
+    status, stdout, _ = cli_with_cpythons_switch(interp, ["doctor"], work, {"PYTHONPERFSUPPORT": "1"})
     assert status >= 1
     assert "warn  CPython's own perf trampoline is on at start-up (PYTHONPERFSUPPORT is set)" in stdout
     prog = busy_program(work)
-    status, stdout, stderr = cli(interp, ["record", "-o", "out.svg", "--"] + interp.python + [prog, "0.5", "exit"],
-                                 work, env={"PYTHONPERFSUPPORT": "1"})
+    status, stdout, stderr = cli_with_cpythons_switch(
+        interp, ["record", "-o", "out.svg", "--"] + interp.python + [prog, "0.5", "exit"], work,
+        {"PYTHONPERFSUPPORT": "1"})
     remove_leftovers(int(stdout.split()[0]))
     assert status == 0, stderr
     assert "PYTHONPERFSUPPORT removed from the target's environment" in stderr
     assert top_self_function(stdout) == "py::spin:" + prog, stderr + stdout
+
+
+@pytest.mark.parametrize("switch", ["PYTHONPERFSUPPORT", "PYTHON_PERF_JIT_SUPPORT"])
+def test_probe_of_a_python_with_cpythons_trampoline_on_leaves_no_file(interp, switch):
+    """doctor and record probe the target's Python in the user's environment: CPython's own
+    switch there makes the probe write its map (or dump) in /tmp, which it takes away again."""
+    if interp.version < ((3, 12) if switch == "PYTHONPERFSUPPORT" else (3, 13)):
+        pytest.skip("CPython %d.%d does not know %s" % (interp.version[:2] + (switch,)))
+    since = time.time()
+    out = interp.run(["-c", "import json, os, sys; from perf_trampoline import interpreter; "
+                            "print(json.dumps(interpreter.probe_python(sys.executable, dict(os.environ, %s='1'))))"
+                      % switch])
+    assert out.returncode == 0, out.stderr.decode()
+    probe = json.loads(out.stdout)
+    assert probe["cpython_trampoline"], probe
+    assert named_for(probe["pid"], since) == []
 
 
 PERF_SCRIPT = (

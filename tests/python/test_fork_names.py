@@ -4,8 +4,10 @@ at fork) never looks them up in the parent's map."""
 
 import pathlib
 import re
+import time
 
 import pytest
+from conftest import remove_recorded_outputs
 from perf_trampoline.stacks import python_chain, records
 from test_lifecycle import dump_pids_and_names, names_in_map, run_script
 
@@ -138,10 +140,9 @@ if __name__ == "__main__":
 HOW = ["os", "os-prepared", "libc", "fork", "forkserver"]
 
 
-def _record(interp, work, how, env, call_graph, seconds):
+def _record(interp, work, data, how, env, call_graph, seconds):
     prog = work / "prog.py"
     prog.write_text(WORKERS)
-    data = work / ("perf-%s.data" % how)
     rec = interp.perf(["record", "-F", "499", "--call-graph", call_graph, "-q", "-o", str(data), "--", "env"]
                       + ["%s=%s" % kv for kv in env.items()] + interp.python + [str(prog), how, str(seconds)],
                       cwd=work)
@@ -173,11 +174,6 @@ def _assert_named_from_own_map(worker, chains):
     assert names <= own.keys(), "worker %d's samples carry names not in its map: %s" % (worker, sorted(names - own.keys())[:5])
 
 
-def _remove_maps(text):
-    for pid in {int(m) for m in re.findall(r"\s(\d+)/\d+\s*$", text, re.M)}:
-        pathlib.Path("/tmp/perf-%d.map" % pid).unlink(missing_ok=True)
-
-
 @pytest.mark.parametrize("how", HOW)
 def test_workers_samples_carry_the_workers_names_under_perf_record_g(interp, work, how):
     """Frame-pointer walks (perf record -g): the workers' chain leaf_work < child_task, against
@@ -195,14 +191,15 @@ def test_workers_samples_carry_the_workers_names_under_perf_record_g(interp, wor
     runs = (("ours", how, {"PERF_TRAMPOLINE": "perf"}),
             ("cpython", "os" if how in ("libc", "os-prepared") else how, {"PYTHONPERFSUPPORT": "1"}))
     for who, how_run, env in runs:
-        _, workers, text = _record(interp, work, how_run, env, "fp", 2.0)
+        data, since = work / ("perf-%s.data" % who), time.time()
         try:
+            _, workers, text = _record(interp, work, data, how_run, env, "fp", 2.0)
             by_pid = _samples_by_pid(text)
             if who == "ours":
                 for w in workers:
                     _assert_named_from_own_map(w, by_pid.get(w, []))
         finally:
-            _remove_maps(text)
+            remove_recorded_outputs(interp, data, since, cwd=work)
         # Among the workers' own samples: how long the forking process takes to start and to
         # make its code is not what this measures.
         chains = [chain for w in workers for chain in by_pid.get(w, [])]

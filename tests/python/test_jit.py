@@ -5,13 +5,13 @@ and ``activate()`` refuses; ``record`` and ``doctor`` say what the JIT means."""
 
 import json
 import math
-import pathlib
+import time
 
 import pytest
-from conftest import copy_example
+from conftest import copy_example, remove_recorded_outputs
 from perf_trampoline.stacks import chain_share
 from test_cli import cli, folded_stacks, qualnames
-from test_jitdump import dwarf_profile, remove_tmp_outputs, require_jit_unwinding
+from test_jitdump import dwarf_profile, require_jit_unwinding
 from test_unwind import note, share
 
 SEED_CHAIN = ["foo", "bar", "baz", "<module>"]  # innermost first, as chain_share takes it
@@ -33,16 +33,19 @@ def jit_breaks(interp, backend):
 
 
 def fp_profile(interp, work, python_args, env):
-    """perf script's text of ``perf record -g`` of ``python python_args`` (maps removed)."""
+    """perf script's text of ``perf record -g`` of ``python python_args`` (maps removed, a
+    failed run's too)."""
     data = work / "perf.data"
-    rec = interp.perf(["record", "-F", "999", "-g", "-q", "-o", str(data), "--", "env"]
-                      + ["%s=%s" % kv for kv in env.items()] + interp.python + python_args, cwd=work)
-    assert rec.returncode == 0, rec.stderr.decode()
-    script = interp.perf(["script", "--no-inline", "-i", str(data)], cwd=work)
-    assert script.returncode == 0, script.stderr.decode()
-    text = script.stdout.decode(errors="replace")
-    remove_tmp_outputs(text)
-    return text
+    since = time.time()
+    try:
+        rec = interp.perf(["record", "-F", "999", "-g", "-q", "-o", str(data), "--", "env"]
+                          + ["%s=%s" % kv for kv in env.items()] + interp.python + python_args, cwd=work)
+        assert rec.returncode == 0, rec.stderr.decode()
+        script = interp.perf(["script", "--no-inline", "-i", str(data)], cwd=work)
+        assert script.returncode == 0, script.stderr.decode()
+    finally:
+        remove_recorded_outputs(interp, data, since, cwd=work)
+    return script.stdout.decode(errors="replace")
 
 
 def as_right_as(ours, theirs):
@@ -101,13 +104,14 @@ def test_record_says_what_it_does_with_the_jit_and_the_chain_is_right(interp, wo
     assert (kept, off) == (not jit_breaks(interp, "perf"), jit_breaks(interp, "perf")), stderr
 
     data = work / "cpython.perf.data"
-    rec = interp.perf(["record", "-F", "999", "--call-graph", "dwarf,32768", "-q", "-o", str(data), "--",
-                       "env", "PYTHON_JIT=1"] + interp.python + ["-X", "perf", str(seed), ITERATIONS], cwd=work)
-    assert data.exists(), rec.stderr.decode()
-    status, _, stderr = cli(interp, ["report", str(data), "-o", "cpython.svg"], work)
-    for m in pathlib.Path("/tmp").glob("perf-*.map"):
-        if str(seed) in m.read_text(errors="replace"):
-            m.unlink()
+    since = time.time()
+    try:
+        rec = interp.perf(["record", "-F", "999", "--call-graph", "dwarf,32768", "-q", "-o", str(data), "--",
+                           "env", "PYTHON_JIT=1"] + interp.python + ["-X", "perf", str(seed), ITERATIONS], cwd=work)
+        assert data.exists(), rec.stderr.decode()
+        status, _, stderr = cli(interp, ["report", str(data), "-o", "cpython.svg"], work)
+    finally:
+        remove_recorded_outputs(interp, data, since, cwd=work)
     assert status == 0, stderr
 
     def chain(name):

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import copy_example
+from conftest import copy_example, named_for, remove_recorded_outputs
 from perf_trampoline._native import read_jitdump
 from perf_trampoline.stacks import chain_share, python_chain, samples
 
@@ -27,20 +27,24 @@ def dwarf_profile(interp, work, python_args, env):
     """Records ``python_args`` with DWARF call graphs, injects the jitdump, returns perf
     script's text. The dump stays in /tmp: sid's perf 7.2 (run in the sid root) did not unwind
     through jitted images that perf inject wrote elsewhere, host perf 6.1 did. The process's
-    files in /tmp are removed afterwards; the build-id cache stays inside ``work``."""
+    files in /tmp are removed afterwards, a failed run's too; the build-id cache stays inside
+    ``work``."""
     cache = str(work / "buildid-cache")
-    rec = interp.perf(["--buildid-dir", cache, "record", "-F", "999", "-g", "-k", "1",
-                       "--call-graph", "dwarf", "-q", "-o", str(work / "perf.data"), "--", "env"]
-                      + ["%s=%s" % kv for kv in env.items()] + interp.python + python_args, cwd=work)
-    assert rec.returncode == 0, rec.stderr.decode()
-    inj = interp.perf(["--buildid-dir", cache, "inject", "-i", str(work / "perf.data"), "--jit",
-                       "-o", str(work / "perf.jit.data")], cwd=work)
-    assert inj.returncode == 0, inj.stderr.decode()
-    script = interp.perf(["--buildid-dir", cache, "script", "--no-inline", "-i", str(work / "perf.jit.data")], cwd=work)
-    assert script.returncode == 0, script.stderr.decode()
-    text = script.stdout.decode(errors="replace")
-    remove_tmp_outputs(text)
-    return text
+    since = time.time()
+    try:
+        rec = interp.perf(["--buildid-dir", cache, "record", "-F", "999", "-g", "-k", "1",
+                           "--call-graph", "dwarf", "-q", "-o", str(work / "perf.data"), "--", "env"]
+                          + ["%s=%s" % kv for kv in env.items()] + interp.python + python_args, cwd=work)
+        assert rec.returncode == 0, rec.stderr.decode()
+        inj = interp.perf(["--buildid-dir", cache, "inject", "-i", str(work / "perf.data"), "--jit",
+                           "-o", str(work / "perf.jit.data")], cwd=work)
+        assert inj.returncode == 0, inj.stderr.decode()
+        script = interp.perf(["--buildid-dir", cache, "script", "--no-inline", "-i", str(work / "perf.jit.data")],
+                             cwd=work)
+        assert script.returncode == 0, script.stderr.decode()
+    finally:
+        remove_recorded_outputs(interp, work / "perf.data", since, cwd=work)
+    return script.stdout.decode(errors="replace")
 
 
 def test_our_module_is_mapped_at_its_file_offsets():
@@ -74,17 +78,6 @@ def test_dwarf_workflow_shows_the_full_chain(interp, work):
     # (the ones the issue names) link libpython statically.
     floor = 0.85 if interp.config_var("Py_ENABLE_SHARED") == "1" else 0.9
     assert hits >= floor * total, "%d of %d samples show foo < bar < baz < <module>" % (hits, total)
-
-
-def remove_tmp_outputs(perf_script_text):
-    """Removes /tmp/jit-<pid>.dump, /tmp/jitted-<pid>-*.so and /tmp/perf-<pid>.map of the
-    processes in a perf script."""
-    # Each pid once: a glob lists all of /tmp, and a recording has thousands of samples.
-    pids = {header.split()[1] for header, _ in samples(perf_script_text)}
-    for pid in filter(str.isdigit, pids):
-        for path in glob.glob("/tmp/jit-%s.dump" % pid) + glob.glob("/tmp/jitted-%s-*.so" % pid) \
-                + glob.glob("/tmp/perf-%s.map" % pid):
-            os.unlink(path)
 
 
 def chains_and_names(text, seed):
@@ -169,6 +162,7 @@ def test_running_programs_dump_is_readable_by_perf_inject(interp, work):
     """perf attaches to a server-like program for a second and is done with it while the
     program keeps running: perf inject must find every record written so far."""
     require_jit_unwinding(interp)
+    since = time.time()
     prog, stop, pid = start_long_running(interp, work, "perf_jit")
     try:
         cache = str(work / "buildid-cache")
@@ -182,12 +176,13 @@ def test_running_programs_dump_is_readable_by_perf_inject(interp, work):
         assert prog.poll() is None, "the program must still be running"
         script = interp.perf(["--buildid-dir", cache, "script", "--no-inline", "-i", str(work / "perf.jit.data")], cwd=work)
         text = script.stdout.decode(errors="replace")
-        remove_tmp_outputs(text)
         hits, total = chain_share(text, ["early_bird", "<module>"], filename=str(work / "long.py"))
         assert total > 100 and hits >= 0.5 * total, "%d of %d samples show early_bird < <module>" % (hits, total)
     finally:
         stop.touch()
         prog.wait(timeout=120)
+        for path in named_for(pid, since):
+            os.unlink(path)
 
 
 def start_long_running(interp, work, backend):

@@ -7,7 +7,7 @@ import pathlib
 import shutil
 
 import pytest
-from conftest import ROOT, copy_example
+from conftest import INTERPRETERS, ROOT, copy_example
 from test_cli import SEED_CHAIN, busy_program, cli, folded_stacks, qualnames, remove_leftovers
 from test_jitdump import start_long_running
 
@@ -89,6 +89,43 @@ def test_seed_chain_as_good_as_the_older_modes(interp, work):
     assert new >= 0.9, (new, old)
     # Same or better, give or take sampling noise.
     assert new >= old - 0.03, (new, old)
+
+
+# Calls a new code object (template's, renamed) over and over for argv[1] seconds.
+NEW_CODE = r'''
+import os, sys, time, types
+def template():
+    return 1
+print(os.getpid(), flush=True)
+end = time.monotonic() + float(sys.argv[1])
+n = 0
+while time.monotonic() < end:
+    types.FunctionType(template.__code__.replace(co_name="f%d" % n), {})()
+    n += 1
+'''
+
+HOST_311 = [pytest.param(i, id=i.name) for i in INTERPRETERS if i.name == "host-3.11"] or [
+    pytest.param(None, marks=pytest.mark.skip(reason="host-3.11 missing: run scripts/test-interpreters.sh"))]
+
+
+@pytest.mark.parametrize("host_interp", HOST_311)
+def test_native_frames_name_our_own_rust_functions(host_interp, work):
+    """The wheel's module keeps its symbol table (Cargo.toml: the release profile strips debug
+    info only), so --native shows our functions by their Rust names. The first call of every
+    new code object goes from the hook to its path for new code, which is never inlined
+    (hook.rs: slot_for_new_code): a program making new code all the time has samples there."""
+    prog = work / "new_code.py"
+    prog.write_text(NEW_CODE)
+    status, stdout, stderr = cli(host_interp, ["record", "--native", "-o", "rust.svg", "--"] + host_interp.python
+                                 + [str(prog), "0.5"], work)
+    remove_leftovers(int(stdout.split()[0]))
+    assert status == 0, stderr
+    stacks = folded_stacks(work / "rust.folded")
+    path = ("perf_trampoline::python::hook::eval_hook", "perf_trampoline::python::hook::slot_for_new_code")
+    hits = sum(n for stack, n in stacks.items() if any(stack[i:i + 2] == path for i in range(len(stack) - 1)))
+    ours = sorted({f for stack in stacks for f in stack
+                   if not f.startswith("py::") and ("perf_trampoline" in f or "_native" in f)})
+    assert hits > 0, "no sample shows %s < %s; frames of our module: %s" % (path[1], path[0], ours[:20])
 
 
 KILLED_SEED = '''

@@ -86,7 +86,7 @@ def _load_script(path):
 
 def main(argv=None):
     from . import activate
-    from ._startup import _jit_may_run
+    from ._native import _jit_may_run
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in COMMANDS:

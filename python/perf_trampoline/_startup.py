@@ -27,14 +27,6 @@ def _say(msg):
 CHILDREN = "PERF_TRAMPOLINE_CHILDREN"
 
 
-def _jit_may_run():
-    """Whether CPython's JIT runs or may come on at start-up (3.14+ with ``PYTHON_JIT`` set): a
-    cheap superset of ``jit.comes_on()``, so that the start-up switches and the runner import
-    jit.py (some 0.2 ms) only then."""
-    jit = getattr(sys, "_jit", None)
-    return jit is not None and (jit.is_enabled() or bool(os.environ.get("PYTHON_JIT")))
-
-
 def _flag(name, value):
     """(on, error) for a CPython-style 0/1 switch."""
     if value in ("0", "1"):
@@ -100,7 +92,7 @@ def run():
         # A variable reaches child processes by itself, each reading it as its version does
         # (CPython's own switches are CPython's from 3.12 on); -X is handed on as PERF_TRAMPOLINE.
         children = None
-    from ._native import activate
+    from ._native import _jit_may_run, activate
 
     if _jit_may_run():
         from . import jit

@@ -66,7 +66,7 @@ def _refusal(backend, jit_runs):
 def refusal_while_on(backend):
     """Why activate() refuses ``backend`` while the JIT runs, or None. The extension's
     activate() calls this only when ``sys._jit.is_enabled()``: no start-up imports this module
-    unless the JIT runs or is asked for (see _startup._jit_may_run)."""
+    unless the JIT runs or is asked for (see the extension's _jit_may_run)."""
     return _refusal(backend, True)
 
 

@@ -89,15 +89,29 @@ fn activate(
 /// decides; it is imported only while the JIT runs (`sys._jit`, 3.14+), so that no start-up
 /// pays for it.
 fn jit_refusal(py: Python<'_>, backend: &str) -> PyResult<Option<String>> {
-    let Ok(jit) = py.import("sys")?.getattr("_jit") else {
-        return Ok(None);
-    };
-    if !jit.call_method0("is_enabled")?.is_truthy()? {
+    if !jit_enabled(py)? {
         return Ok(None);
     }
     py.import("perf_trampoline.jit")?
         .call_method1("refusal_while_on", (backend,))?
         .extract()
+}
+
+/// `sys._jit.is_enabled()`: false where CPython has no JIT (before 3.14).
+fn jit_enabled(py: Python<'_>) -> PyResult<bool> {
+    let Ok(jit) = py.import("sys")?.getattr("_jit") else {
+        return Ok(false);
+    };
+    jit.call_method0("is_enabled")?.is_truthy()
+}
+
+/// Whether CPython's JIT runs or may come on at start-up (3.14+ with `PYTHON_JIT` set): a
+/// cheap superset of `jit.comes_on()`, so that the start-up switches and the runner import
+/// jit.py (some 0.2 ms) only then. Here, not in Python: both have this module loaded already,
+/// and neither need import more.
+#[pyfunction]
+fn _jit_may_run(py: Python<'_>) -> PyResult<bool> {
+    Ok(jit_enabled(py)? || std::env::var_os("PYTHON_JIT").is_some_and(|v| !v.is_empty()))
 }
 
 /// Turns perf support off. Trampolines already on the stack stay valid and return normally.
@@ -132,6 +146,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(deactivate, m)?)?;
     m.add_function(wrap_pyfunction!(is_active, m)?)?;
     m.add_function(wrap_pyfunction!(_state, m)?)?;
+    m.add_function(wrap_pyfunction!(_jit_may_run, m)?)?;
     fork::register_at_fork(m)?;
     m.add_function(wrap_pyfunction!(fork::_prepare_code, m)?)?;
     m.add_function(wrap_pyfunction!(files::output_dir, m)?)?;

@@ -5,9 +5,10 @@ chain next to the older modes' on the same interpreter, `report` of hand-made re
 import json
 import pathlib
 import shutil
+import time
 
 import pytest
-from conftest import INTERPRETERS, ROOT, copy_example
+from conftest import INTERPRETERS, ROOT, copy_example, named_for, recorded_pids
 from test_cli import SEED_CHAIN, busy_program, cli, folded_stacks, qualnames, remove_leftovers
 from test_jitdump import start_long_running
 
@@ -140,11 +141,14 @@ def test_report_unwinds_a_recording_made_by_hand(interp, work):
     seed = copy_example("seed_example.py", work)
     seed.write_text(seed.read_text() + KILLED_SEED)
     data = work / "perf.data"
+    since = time.time()
     rec = interp.perf(["record", "-F", "999", "--call-graph", "dwarf,16384", "-q", "-o", str(data), "--",
                        "env", "PERF_TRAMPOLINE=perf"] + interp.python + [str(seed), "40000000"], cwd=work)
     assert data.exists(), rec.stderr.decode()
     status, stdout, stderr = cli(interp, ["report", str(data), "-o", "hand.svg"], work)
-    maps = [p for p in pathlib.Path("/tmp").glob("perf-*.map") if str(seed) in p.read_text(errors="replace")]
+    # perf reads maps from /tmp only: the killed process's is there, named for its pid.
+    maps = [pathlib.Path(p) for pid in recorded_pids(interp, data, work) for p in named_for(pid, since)
+            if p.endswith(".map")]
     try:
         assert status == 0, stderr
         assert "unwinding: " in stderr and "perf script" not in stderr, stderr

@@ -17,7 +17,7 @@ use perf_trampoline::jitdump::{self, JitDump};
 use perf_trampoline::perf_map::{self, PerfMap};
 use perf_trampoline::{
     CompileEach, EvalFn, Registry, Sink, SlotSource, StampArena, Symbol, Target, Template,
-    Trampoline, Writers, build_function, compile, target_isa,
+    Trampoline, Writers, build_function, compile, jit_template, target_isa,
 };
 
 // The hand-written baselines, CPython's template written again: `frame` keeps a frame record
@@ -398,10 +398,10 @@ fn discard(path: &Path) {
 }
 
 fn registry_cost(c: &mut Criterion) {
-    let template = host_template();
+    let template = jit_template(&host_template()).expect("the host's unwind sections");
     let dir = scratch_dir();
     let pid = std::process::id();
-    let stride = jitdump::min_stride(&template).unwrap();
+    let stride = jitdump::min_stride(&template);
     let map_path = dir.join(format!("perf-{pid}.map"));
     let dump_path = dir.join(format!("jit-{pid}.dump"));
     let open_map =

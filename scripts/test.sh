@@ -16,6 +16,8 @@ echo "== ruff check"
 echo "== cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings || status=1
 cargo clippy --quiet --all-targets --features python -- -D warnings || status=1
+# The wheel's configuration: the extension without Cranelift (pyproject.toml).
+cargo clippy --quiet --no-default-features --features python -- -D warnings || status=1
 echo "== cargo test"
 cargo test --quiet || status=1
 echo "== pytest"

@@ -7,7 +7,8 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
 
-use crate::compiler::{self, CompileError, Target};
+use crate::compile_error::CompileError;
+use crate::compiler::{self, Target};
 use crate::slots::{Slot, SlotError, SlotSource};
 
 /// Compiles one trampoline per slot with cranelift-jit.

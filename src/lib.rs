@@ -1,7 +1,7 @@
 //! perf-trampoline: makes Python functions visible to Linux `perf`.
 //!
 //! ```text
-//! activate(backend) ─► template {code (prebuilt), unwind info (Cranelift, once, jitdump only)}
+//! activate(backend) ─► template {code and jitdump unwind sections, both prebuilt}
 //!                                                       │
 //! Python call ─► eval hook ─► code object ─► slot in co_extra? ── no: SlotSource::next_slot()
 //!                                 │                                   Registry::record(slot, name)
@@ -16,13 +16,18 @@
 #![deny(missing_docs)]
 
 mod arena;
+mod compile_error;
+// Cranelift at run time (feature `compile`): the wheel's module stamps the prebuilt template.
+#[cfg(feature = "compile")]
 mod compiler;
 mod compose;
 // CPython knowledge the extension alone uses; built without it too, so its tests run.
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 mod frame_layout;
 mod isa;
+#[cfg(feature = "compile")]
 mod jit_each;
+mod jit_template;
 mod os;
 mod prebuilt;
 // The unwinder `perf-trampoline record/report` uses through the extension; built without it
@@ -42,23 +47,33 @@ mod profile;
 mod python;
 mod registry;
 mod slots;
+#[cfg(feature = "compile")]
 mod unwind;
 
 pub use arena::{DEFAULT_CHUNK_BYTES, FIRST_CHUNK_BYTES, READ_SLACK, StampArena};
-pub use compiler::{CompileError, Target, Template, build_function, compile, target_isa};
+pub use compile_error::CompileError;
+#[cfg(feature = "compile")]
+pub use compiler::{Target, Template, build_function, compile, target_isa};
 pub use compose::UnknownName;
 pub use compose::backend::{Backends, open_sink};
-pub use compose::strategy::{Strategy, host_source, source_for};
+#[cfg(feature = "compile")]
+pub use compose::strategy::host_source;
+pub use compose::strategy::{Strategy, source_for};
 pub use isa::{Isa, SLOT_ALIGN};
+#[cfg(feature = "compile")]
 pub use jit_each::CompileEach;
-pub use prebuilt::{code as prebuilt_code, host_code as prebuilt_host_code};
+pub use jit_template::{JitTemplate, JitUnwind};
+pub use prebuilt::{
+    code as prebuilt_code, host_code as prebuilt_host_code, jit_template as prebuilt_jit_template,
+};
 pub use registry::name::{MAX_NAME_BYTES, clean as clean_name};
 pub use registry::stale::process_start;
 pub use registry::{
     OpenError, OutputKind, OwnedSymbol, Registry, Sink, Symbol, Writers, output_dir,
 };
 pub use slots::{EvalFn, Slot, SlotError, SlotSource, Trampoline};
-pub use unwind::{JitUnwind, eh_frame, endianness, jitdump_unwind};
+#[cfg(feature = "compile")]
+pub use unwind::{eh_frame, endianness, jit_template, jitdump_unwind};
 
 /// The perf map sink and its line format.
 pub mod perf_map {

@@ -5,7 +5,7 @@ use std::ffi::{c_int, c_void};
 use std::fmt;
 use std::io;
 
-use crate::compiler::CompileError;
+use crate::compile_error::CompileError;
 
 /// CPython's frame evaluator: `(tstate, frame, throwflag) -> PyObject*`.
 pub type EvalFn = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> *mut c_void;

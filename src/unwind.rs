@@ -1,9 +1,13 @@
 //! `.eh_frame` and `.eh_frame_hdr` for a trampoline, built with gimli from Cranelift's own
 //! unwind info: absolute (to register with an unwinder in-process) or laid out for the ELF
-//! image `perf inject --jit` builds around each jitdump `CODE_LOAD`.
+//! image `perf inject --jit` builds around each jitdump `CODE_LOAD` (what src/prebuilt.rs
+//! keeps a copy of, checked against this by tests/compiler.rs).
 
-use crate::compiler::{CompileError, Template};
+use crate::compile_error::CompileError;
+use crate::compiler::Template;
 use crate::isa::Isa;
+use crate::jit_template::{EH_FRAME_HDR_LEN, JitTemplate, JitUnwind};
+use crate::registry::jitdump::dumped_code_size;
 use gimli::write::{
     Address, CallFrameInstruction, EhFrame, EndianVec, FrameDescriptionEntry, FrameTable, Writer,
 };
@@ -212,23 +216,6 @@ pub fn eh_frame(template: &Template, code_address: u64) -> Result<Vec<u8>, Compi
     write_eh_frame(template, code_address, false).map(|(bytes, _)| bytes)
 }
 
-/// Size of the `.eh_frame_hdr` we write: version, 3 encodings, eh_frame_ptr, fde_count, and
-/// one (initial location, FDE address) pair.
-pub const EH_FRAME_HDR_LEN: usize = 20;
-
-/// Unwind data for one jitdump `CODE_UNWINDING_INFO` record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JitUnwind {
-    /// `.eh_frame` followed by `.eh_frame_hdr`: the order perf's reader splits them in
-    /// (the jitdump spec's prose says the reverse; perf, V8 and CPython all do this).
-    pub data: Vec<u8>,
-    /// Bytes of `.eh_frame_hdr` at the end of `data`.
-    pub eh_frame_hdr_size: u64,
-    /// Bytes perf maps after the code for the unwind sections: the slot stride must leave
-    /// at least `align8(code_size) + mapped_size` per slot, or synthetic ranges overlap.
-    pub mapped_size: u64,
-}
-
 /// Unwind data for a jitdump whose `CODE_LOAD`s carry `code_size` bytes of code.
 ///
 /// `perf inject --jit` writes each function as an ELF image with the code at some text
@@ -264,4 +251,13 @@ pub fn jitdump_unwind(template: &Template, code_size: u64) -> Result<JitUnwind, 
 
 fn too_big() -> CompileError {
     CompileError::UnexpectedCode("eh_frame offsets do not fit in 32 bits".into())
+}
+
+/// What a jitdump needs of `template` (see [`JitTemplate`]).
+pub fn jit_template(template: &Template) -> Result<JitTemplate, CompileError> {
+    Ok(JitTemplate {
+        arch: template.arch,
+        code: template.code.clone(),
+        unwind: jitdump_unwind(template, dumped_code_size(template.code.len()))?,
+    })
 }

@@ -3,7 +3,8 @@
 
 use gimli::{BaseAddresses, CfaRule, EhFrame, RegisterRule, UnwindContext, UnwindSection};
 use perf_trampoline::{
-    Target, Template, compile, eh_frame, endianness, prebuilt_code, prebuilt_host_code,
+    Target, Template, compile, eh_frame, endianness, jit_template, prebuilt_code,
+    prebuilt_host_code, prebuilt_jit_template,
 };
 
 /// ABI facts per ISA (from each psABI and its DWARF register numbering), not outputs of ours.
@@ -213,5 +214,27 @@ fn the_prebuilt_code_is_what_cranelift_builds() {
         prebuilt_host_code(),
         Some(host.code.as_slice()),
         "the host's own flags build other code"
+    );
+}
+
+#[test]
+fn the_prebuilt_jitdump_unwind_sections_are_what_cranelift_gives() {
+    let mut stale = Vec::new();
+    for isa in ISAS {
+        let made = jit_template(&template(isa)).unwrap();
+        if prebuilt_jit_template(made.arch) != made {
+            let bytes: Vec<String> = made
+                .unwind
+                .data
+                .iter()
+                .map(|b| format!("{b:#04x}"))
+                .collect();
+            stale.push(format!("Isa::{:?} => &[{}],", made.arch, bytes.join(", ")));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "src/prebuilt.rs's jit_unwind is out of date; its arms are now:\n{}",
+        stale.join("\n")
     );
 }

@@ -5,7 +5,7 @@
 use gimli::{BaseAddresses, CfaRule, EhFrame, EhFrameHdr, UnwindContext, UnwindSection};
 use perf_trampoline::jitdump::{self, JitDump, Record, SALT_LEN};
 use perf_trampoline::{
-    Sink, Symbol, Target, Template, Writers, compile, endianness, jitdump_unwind,
+    Sink, Symbol, Target, Template, Writers, compile, endianness, jit_template, jitdump_unwind,
 };
 
 const TRIPLES: &[&str] = &[
@@ -26,8 +26,9 @@ fn tmpdir(tag: &str) -> tempfile::TempDir {
 fn write_dump(t: &Template, tag: &str, names: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
     let dir = tmpdir(tag);
     let path = dir.path().join("jit-4321.dump");
-    let mut dump = JitDump::open(&path, 4321, t, Writers::OnlyUs).unwrap();
-    let stride = jitdump::min_stride(t).unwrap();
+    let jt = jit_template(t).unwrap();
+    let mut dump = JitDump::open(&path, 4321, &jt, Writers::OnlyUs).unwrap();
+    let stride = jitdump::min_stride(&jt);
     let addrs: Vec<usize> = (0..names.len())
         .map(|i| 0x7f00_0000_0000 + i * stride)
         .collect();
@@ -199,9 +200,9 @@ fn unwind_data_finds_the_fde_where_perf_inject_places_it_on_every_isa() {
 fn slot_stride_keeps_perfs_synthetic_ranges_apart() {
     for triple in TRIPLES {
         let t = compile(&Target::parse(triple).unwrap(), false).unwrap();
-        let size = jitdump::dumped_code_size(&t);
+        let size = jitdump::dumped_code_size(t.code.len());
         let u = jitdump_unwind(&t, size).unwrap();
-        let stride = jitdump::min_stride(&t).unwrap() as u64;
+        let stride = jitdump::min_stride(&jit_template(&t).unwrap()) as u64;
         assert!(
             stride >= size.next_multiple_of(8) + u.mapped_size,
             "{triple}"

@@ -4,7 +4,7 @@
 use perf_trampoline::jitdump::{self, JitDump, Record, SALT_LEN};
 use perf_trampoline::perf_map::PerfMap;
 use perf_trampoline::{
-    MAX_NAME_BYTES, Sink, Symbol, Target, Writers, clean_name as clean, compile,
+    MAX_NAME_BYTES, Sink, Symbol, Target, Writers, clean_name as clean, compile, jit_template,
 };
 use proptest::prelude::*;
 
@@ -72,7 +72,7 @@ proptest! {
 
     #[test]
     fn jitdump_records_read_back_as_recorded(syms in symbols()) {
-        let t = compile(&Target::Host, false).unwrap();
+        let t = jit_template(&compile(&Target::Host, false).unwrap()).unwrap();
         let dir = tmp("dump");
         let path = dir.path().join("jit-1.dump");
         let mut dump = JitDump::open(&path, 1, &t, Writers::OnlyUs).unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use perf_trampoline::jitdump::{self, JitDump, Record};
 use perf_trampoline::perf_map::PerfMap;
-use perf_trampoline::{Sink, Symbol, Target, Writers, compile, process_start};
+use perf_trampoline::{Sink, Symbol, Target, Writers, compile, jit_template, process_start};
 
 /// A scratch directory holding `name`, removed when the guard drops (a failed test's too).
 fn scratch(tag: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
@@ -139,7 +139,7 @@ fn load_names_and_indices(path: &Path) -> (usize, Vec<(Vec<u8>, u64)>) {
 /// A dump of process 7 at `path` naming `names` then ours; `exits`: whether its writer
 /// ends it normally (else its unused room of zeros stays, as after an exec).
 fn dump_of(path: &Path, names: &[&[u8]], exits: bool) {
-    let t = compile(&Target::Host, false).unwrap();
+    let t = jit_template(&compile(&Target::Host, false).unwrap()).unwrap();
     let mut dump = JitDump::open(path, 7, &t, Writers::OnlyUs).unwrap();
     for name in names {
         dump.record(&Symbol { name, ..ours() }).unwrap();
@@ -182,7 +182,7 @@ fn a_dump_this_process_wrote_before_an_exec_goes_on_after_its_last_record() {
 
 #[test]
 fn a_recent_dump_of_another_process_is_refused() {
-    let t = compile(&Target::Host, false).unwrap();
+    let t = jit_template(&compile(&Target::Host, false).unwrap()).unwrap();
     let (_dir, path) = scratch("dump-other", "jit-7.dump");
     JitDump::open(&path, 8, &t, Writers::OnlyUs)
         .unwrap()

@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::UnknownName;
-use crate::compiler::{CompileError, Template};
+use crate::jit_template::JitTemplate;
 use crate::registry::jitdump::{self, JitDump};
 use crate::registry::perf_map::PerfMap;
 use crate::registry::{OpenError, OutputKind, Sink, Writers};
@@ -45,11 +45,11 @@ impl Backends {
     }
 
     /// The smallest slot stride these outputs need for `template`.
-    pub fn min_stride(self, template: &Template) -> Result<usize, CompileError> {
+    pub fn min_stride(self, template: &JitTemplate) -> usize {
         if self.jitdump {
             jitdump::min_stride(template)
         } else {
-            Ok(0)
+            0
         }
     }
 
@@ -68,12 +68,12 @@ impl Backends {
 }
 
 /// Opens the sink of `kind` at `path`, for process `pid`; `writers`: who else writes it. A
-/// jitdump needs the compiled `template` (for its unwind info), a perf map does not.
+/// jitdump needs the `template` (for its code and unwind info), a perf map does not.
 pub fn open_sink(
     kind: OutputKind,
     path: &Path,
     pid: u32,
-    template: Option<&Template>,
+    template: Option<&JitTemplate>,
     writers: Writers,
 ) -> Result<Box<dyn Sink>, OpenError> {
     Ok(match kind {
@@ -81,7 +81,7 @@ pub fn open_sink(
             let template = template.ok_or_else(|| OpenError {
                 kind,
                 path: path.to_path_buf(),
-                error: io::Error::other("a jitdump needs the compiled template"),
+                error: io::Error::other("a jitdump needs the template"),
             })?;
             Box::new(JitDump::open(path, pid, template, writers)?)
         }

@@ -5,7 +5,10 @@ use std::str::FromStr;
 
 use super::UnknownName;
 use crate::arena::StampArena;
-use crate::compiler::{self, CompileError, Target};
+use crate::compile_error::CompileError;
+#[cfg(feature = "compile")]
+use crate::compiler::{self, Target};
+#[cfg(feature = "compile")]
 use crate::jit_each::CompileEach;
 use crate::slots::SlotSource;
 
@@ -15,13 +18,19 @@ pub enum Strategy {
     /// Compile once, stamp copies into executable chunks (the default: no compile per code object).
     #[default]
     Stamp,
-    /// One Cranelift function per code object through cranelift-jit (the simple baseline).
+    /// One Cranelift function per code object through cranelift-jit (the simple baseline;
+    /// builds with Cranelift only).
+    #[cfg(feature = "compile")]
     CompileEach,
 }
 
 impl Strategy {
     /// The names [`Strategy::from_str`] accepts.
+    #[cfg(feature = "compile")]
     pub const NAMES: &'static [&'static str] = &["stamp", "compile-each"];
+    /// The names [`Strategy::from_str`] accepts.
+    #[cfg(not(feature = "compile"))]
+    pub const NAMES: &'static [&'static str] = &["stamp"];
 }
 
 impl FromStr for Strategy {
@@ -29,6 +38,7 @@ impl FromStr for Strategy {
     fn from_str(s: &str) -> Result<Strategy, UnknownName> {
         match s {
             "stamp" => Ok(Strategy::Stamp),
+            #[cfg(feature = "compile")]
             "compile-each" => Ok(Strategy::CompileEach),
             _ => Err(UnknownName {
                 what: "trampoline strategy",
@@ -54,11 +64,13 @@ pub fn source_for(
             let arena = StampArena::new(code, min_stride).with_budget(budget);
             Box::new(if near != 0 { arena.near(near) } else { arena })
         }
+        #[cfg(feature = "compile")]
         Strategy::CompileEach => Box::new(CompileEach::new()?),
     })
 }
 
 /// [`source_for`] with a freshly compiled host template and no stride or budget constraint.
+#[cfg(feature = "compile")]
 pub fn host_source(strategy: Strategy) -> Result<Box<dyn SlotSource>, CompileError> {
     source_for(
         strategy,

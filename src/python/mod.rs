@@ -64,6 +64,7 @@ fn activate(
     let strategy: Strategy = strategy
         .parse()
         .map_err(|e: UnknownName| PyValueError::new_err(e.to_string()))?;
+    #[cfg(feature = "compile")]
     if backends.jitdump && strategy == Strategy::CompileEach {
         return Err(PyValueError::new_err(
             "strategy \"compile-each\" cannot keep jitdump address ranges apart; use \"stamp\" with perf_jit",

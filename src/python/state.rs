@@ -19,9 +19,11 @@ use pyo3::prelude::*;
 
 use super::discover::{self, Discovered};
 use super::{children, hot};
-use crate::compiler::{self, CompileError, Target, Template};
+use crate::compile_error::CompileError;
 use crate::compose::backend::{Backends, open_sink};
 use crate::compose::strategy::{Strategy, source_for};
+use crate::isa::Isa;
+use crate::jit_template::JitTemplate;
 use crate::prebuilt;
 use crate::registry::{self, OpenError, Registry, Writers};
 use crate::slots::EvalFn;
@@ -75,9 +77,9 @@ pub struct Snapshot {
 
 /// Everything activation and a code object's first call change.
 struct State {
-    /// The host's trampoline as Cranelift compiles it, at the first activation that needs
-    /// more than its bytes (see [`State::activate`]).
-    template: Option<Template>,
+    /// The host's trampoline and its jitdump unwind sections (prebuilt), from the first
+    /// activation on.
+    template: Option<JitTemplate>,
     /// Where new slots come from, and their stride. Slots stay cached in code objects across
     /// deactivation, so a source is never dropped: when a later activation needs a wider
     /// stride, the old source is leaked, never unmapped.
@@ -233,23 +235,16 @@ fn os_error(e: OpenError) -> PyErr {
 
 impl State {
     fn activate(&mut self, found: &Discovered, req: &Request<'_>) -> PyResult<Messages> {
-        // Cranelift runs only when more than the template's bytes is needed: a jitdump's
-        // unwind info, or a machine without prebuilt bytes (see prebuilt.rs).
-        if self.template.is_none() && (req.backends.jitdump || prebuilt::host_code().is_none()) {
-            self.template = Some(compiler::compile(&Target::Host, false).map_err(runtime_err)?);
+        if self.template.is_none() {
+            self.template = Isa::host().map(prebuilt::jit_template);
         }
         // A forked child activating again: first move what it inherited to files of its own.
         let messages = self.follow_fork();
         let template = self.template.as_ref();
-        let code = match template {
-            Some(t) => Some(t.code.as_slice()),
-            None => prebuilt::host_code(),
-        }
-        .ok_or_else(|| PyRuntimeError::new_err("no trampoline template for this machine"))?;
-        let stride = match template {
-            Some(t) => req.backends.min_stride(t).map_err(runtime_err)?,
-            None => 0, // a perf map alone: any stride
-        };
+        let code = template
+            .map(|t| t.code.as_slice())
+            .ok_or_else(|| PyRuntimeError::new_err("no trampoline template for this machine"))?;
+        let stride = template.map_or(0, |t| req.backends.min_stride(t));
         if req.stack_on_cpython {
             // From now on CPython's trampoline may write into our files too (now or later).
             self.writers = Writers::WithCpython;

@@ -15,26 +15,24 @@ use super::jitdump_format::{
     UNWINDING_INFO_FIELDS, VERSION, put_prefix, put_u32, put_u64,
 };
 use super::{OpenError, OutputKind, OwnedSymbol, Sink, Symbol, Writers, jitdump_read, name};
-use crate::compiler::{CompileError, Template};
+use crate::jit_template::{JitTemplate, JitUnwind};
 use crate::os::{monotonic_ns, thread_id};
-use crate::unwind::{self, JitUnwind};
 
 /// Bytes of salt appended to each dumped copy of the code (never to the live code): newer
 /// perf derives each jitted image's build-id from its code bytes alone, and identical
 /// trampolines would collapse into one symbol (CPython gh-139544).
 pub const SALT_LEN: usize = 8;
 
-/// Code bytes per `CODE_LOAD`: the template plus its salt.
-pub fn dumped_code_size(template: &Template) -> u64 {
-    (template.code.len() + SALT_LEN) as u64
+/// Code bytes per `CODE_LOAD` of a template of `code_len` bytes: the code plus its salt.
+pub fn dumped_code_size(code_len: usize) -> u64 {
+    (code_len + SALT_LEN) as u64
 }
 
 /// The smallest slot stride that keeps perf's synthetic per-function ranges
 /// (`align8(code_size) + mapped_size`) from overlapping.
-pub fn min_stride(template: &Template) -> Result<usize, CompileError> {
-    let size = dumped_code_size(template);
-    let unwind = unwind::jitdump_unwind(template, size)?;
-    Ok((size.next_multiple_of(8) + unwind.mapped_size) as usize)
+pub fn min_stride(template: &JitTemplate) -> usize {
+    let size = dumped_code_size(template.code.len());
+    (size.next_multiple_of(8) + template.unwind.mapped_size) as usize
 }
 
 /// Writes `jit-<pid>.dump`: one `CODE_UNWINDING_INFO` and one `CODE_LOAD` per symbol.
@@ -56,7 +54,7 @@ impl JitDump {
     pub fn open(
         path: &Path,
         pid: u32,
-        template: &Template,
+        template: &JitTemplate,
         writers: Writers,
     ) -> Result<JitDump, OpenError> {
         let path = path.to_path_buf();
@@ -66,8 +64,7 @@ impl JitDump {
             error,
         };
         let elf_mach = template.arch.elf_machine();
-        let unwind = unwind::jitdump_unwind(template, dumped_code_size(template))
-            .map_err(|e: CompileError| fail(io::Error::other(e)))?;
+        let unwind = template.unwind.clone();
         // The read access it is opened with serves the marker mapping too.
         let mut file = super::open_output(OutputKind::JitDump, &path, writers)?;
         let next_index = match file.metadata().map_err(fail)?.len() {

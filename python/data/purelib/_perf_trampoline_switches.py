@@ -50,6 +50,6 @@ if os.environ.get("PERF_TRAMPOLINE") or (sys.version_info < (3, 12) and (
     try:
         _start()
     except Exception as e:  # the program must run even when support cannot be turned on
-        sys.stderr.write("perf_trampoline: cannot load it from %s: %s: %s (running without perf support; "
+        sys.stderr.write("perf_trampoline: cannot load perf_trampoline from %s: %s: %s (running without perf support; "
                          "reinstall perf-trampoline for %s)\n"
                          % (os.path.dirname(os.path.abspath(__file__)), type(e).__name__, e, sys.executable))
